@@ -236,6 +236,29 @@ class RunningMeanStd:
         self.mean, self.var, self.count = d["mean"].numpy().copy(), d["var"].numpy().copy(), float(d["count"])
 
 
+class RolloutBuffer:
+    """One epoch's rollout D_k as float32 arrays of shape [T, N, ...] (time, env).
+
+    obs / next_obs: normalised observations as the policy saw them (next_obs is the true s', the
+    final observation when the episode ended at t); raw_obs: unnormalised obs (for the normaliser);
+    act [T, N, act_dim] (Box) or [T, N] (Discrete); logp: log pi_k(act|obs); rew: raw rewards;
+    term / done: 1.0 where the episode terminated / ended (term | trunc) at t; disc_ret: running
+    discounted return (for reward scaling).
+    """
+
+    def __init__(self, T: int, N: int, obs_dim: int, act_shape: tuple[int, ...]):
+        self.obs, self.next_obs, self.raw_obs = (np.zeros((T, N, obs_dim), dtype=np.float32) for _ in range(3))
+        self.act = np.zeros((T, N, *act_shape), dtype=np.float32)
+        self.logp, self.rew, self.term, self.done, self.disc_ret = (
+            np.zeros((T, N), dtype=np.float32) for _ in range(5)
+        )
+
+    def store(self, t: int, **row: np.ndarray) -> None:
+        """Write the N-row arrays of step t (keys: the attribute names above)."""
+        for key, value in row.items():
+            getattr(self, key)[t] = value
+
+
 # ------------------------------------------------------------------ networks
 def mlp(sizes: list[int], out_gain: float = 1.0) -> nn.Sequential:
     """Tanh MLP with layer sizes `sizes` (input first), orthogonal weights (gain sqrt 2, last out_gain)."""
@@ -457,8 +480,8 @@ def train(args: Args) -> dict:
     # [L1] initial policy parameters theta_0 and value function parameters phi_0
     pi = Actor(obs_dim, act_dim, args.hidden_sizes, discrete).to(device)
     vf = mlp([obs_dim, *args.hidden_sizes, 1]).to(device)
-    pi_opt = torch.optim.Adam(pi.parameters(), lr=args.pi_lr, eps=1e-5)
-    vf_opt = torch.optim.Adam(vf.parameters(), lr=args.vf_lr, eps=1e-5)
+    pi_opt = torch.optim.Adam(pi.parameters(), lr=args.pi_lr, eps=1e-5, fused=True)
+    vf_opt = torch.optim.Adam(vf.parameters(), lr=args.vf_lr, eps=1e-5, fused=True)
     obs_rms, ret_rms = RunningMeanStd((obs_dim,)), RunningMeanStd(())
     start_epoch, resumes = 0, []
     if ckpt is not None:
@@ -530,12 +553,7 @@ def train(args: Args) -> dict:
 
     old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
 
-    # [impl] rollout storage; obs are stored normalised, exactly as the policy saw them
-    buf_obs = np.zeros((T, N, obs_dim), dtype=np.float32)
-    buf_next_obs = np.zeros((T, N, obs_dim), dtype=np.float32)
-    buf_act = np.zeros((T, N) if discrete else (T, N, act_dim), dtype=np.float32)
-    buf_raw_obs = np.zeros((T, N, obs_dim), dtype=np.float32)
-    buf_logp, buf_rew, buf_term, buf_done, buf_disc_ret = (np.zeros((T, N), dtype=np.float32) for _ in range(5))
+    buf = RolloutBuffer(T, N, obs_dim, () if discrete else (act_dim,))
     ep_ret, ep_len, disc_ret = np.zeros(N), np.zeros(N, dtype=np.int64), np.zeros(N)
     recent = deque(maxlen=100)
     episodes, global_step = 0, start_epoch * args.steps_per_epoch
@@ -568,10 +586,19 @@ def train(args: Args) -> dict:
                 next_raw, rew, term, trunc, _ = envs.step(env_act)
                 next_raw = np.asarray(next_raw, dtype=np.float32).reshape(N, obs_dim)  # [impl] float64 -> float32 once
                 done = term | trunc  # [impl] trunc: time limit; only term stops bootstrapping
-                buf_obs[t], buf_raw_obs[t], buf_next_obs[t], buf_act[t] = obs, raw_obs, norm(next_raw), act
-                buf_logp[t], buf_rew[t], buf_term[t], buf_done[t] = logp.cpu().numpy(), rew, term, done
                 disc_ret = disc_ret * args.gamma + rew  # [impl] discounted return, for the reward scale
-                buf_disc_ret[t] = disc_ret
+                buf.store(
+                    t,
+                    obs=obs,
+                    raw_obs=raw_obs,
+                    next_obs=norm(next_raw),
+                    act=act,
+                    logp=logp.cpu().numpy(),
+                    rew=rew,
+                    term=term,
+                    done=done,
+                    disc_ret=disc_ret,
+                )
                 ep_ret, ep_len = ep_ret + rew, ep_len + 1
                 raw_obs = next_raw
                 if done.any():
@@ -595,20 +622,20 @@ def train(args: Args) -> dict:
 
             # [L4, L5] values of s_t and of the true s'_t, then GAE advantages and lambda-return targets
             if args.norm_rew:  # [impl] reward scale: std of the discounted return, updated once per epoch
-                ret_rms.update(buf_disc_ret)
-            rew = buf_rew / np.sqrt(ret_rms.var + ret_rms.eps) if args.norm_rew else buf_rew
+                ret_rms.update(buf.disc_ret)
+            rew = buf.rew / np.sqrt(ret_rms.var + ret_rms.eps) if args.norm_rew else buf.rew
             with torch.no_grad():
-                both = torch.from_numpy(np.concatenate([buf_obs, buf_next_obs])).to(device)
+                both = torch.from_numpy(np.concatenate([buf.obs, buf.next_obs])).to(device)
                 v_all = vf(both).squeeze(-1).cpu().numpy()
             v, next_v = v_all[:T], v_all[T:]
-            adv, ret = gae(rew, v, next_v, buf_term, buf_done, args.gamma, args.lam)
+            adv, ret = gae(rew, v, next_v, buf.term, buf.done, args.gamma, args.lam)
             if args.norm_obs:  # [impl] update the normaliser once per epoch, after the batch is fixed
-                obs_rms.update(buf_raw_obs.reshape(-1, obs_dim))
-            b_obs = torch.from_numpy(buf_obs.reshape(-1, obs_dim)).to(device)
+                obs_rms.update(buf.raw_obs.reshape(-1, obs_dim))
+            b_obs = torch.from_numpy(buf.obs.reshape(-1, obs_dim)).to(device)
             b_act = torch.from_numpy(
-                buf_act.reshape(T * N, -1).squeeze(-1) if discrete else buf_act.reshape(-1, act_dim)
+                buf.act.reshape(T * N, -1).squeeze(-1) if discrete else buf.act.reshape(-1, act_dim)
             ).to(device)
-            b_logp_old, b_adv, b_ret = (torch.from_numpy(x.reshape(-1)).to(device) for x in (buf_logp, adv, ret))
+            b_logp_old, b_adv, b_ret = (torch.from_numpy(x.reshape(-1)).to(device) for x in (buf.logp, adv, ret))
 
             # [L6] policy: clipped surrogate, minibatch Adam, early stop on approx KL
             stop_iter, clipfracs = args.train_pi_iters, []

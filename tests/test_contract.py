@@ -1,0 +1,138 @@
+"""What every algorithm script promises, whatever its algorithm: run directory, determinism,
+interrupt and resume, running as a lone copy, and clear errors on bad input.
+
+Add a script to SCRIPTS with tiny settings for a discrete or continuous task it supports.
+"""
+
+import csv
+import importlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import ROOT, run_script
+
+# script -> (tiny Args for a quick run, the same as CLI flags)
+SCRIPTS = {
+    "ppo": {"env_id": "CartPole-v1", "total_timesteps": 4096, "steps_per_epoch": 1024, "num_envs": 4},
+}
+
+
+def cli_flags(kwargs: dict) -> list[str]:
+    return [x for k, v in kwargs.items() for x in (f"--{k.replace('_', '-')}", str(v))]
+
+
+def tiny_run(name: str, data_dir, **overrides) -> dict:
+    module = importlib.import_module(name)
+    return module.train(module.Args(**{**SCRIPTS[name], "data_dir": str(data_dir), "cuda": False, **overrides}))
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_run_directory_has_every_file(name, tmp_path):
+    metrics = tiny_run(name, tmp_path, save_every=2)
+    run_dir = metrics["run_dir"]
+    args = SCRIPTS[name]
+    assert os.path.dirname(run_dir) == str(tmp_path)
+    assert os.path.basename(run_dir).startswith(f"{args['env_id']}__{name}__1__")
+    config = json.load(open(os.path.join(run_dir, "config.json")))
+    assert config["args"]["env_id"] == args["env_id"] and config["algo"] == name
+    for key in ("python", "torch", "envpool", "gymnasium", "numpy", "git_commit"):
+        assert key in config["versions"]
+    rows = list(csv.DictReader(open(os.path.join(run_dir, "progress.csv"))))
+    epochs = args["total_timesteps"] // args["steps_per_epoch"]
+    assert [int(r["global_step"]) for r in rows] == [args["steps_per_epoch"] * (i + 1) for i in range(epochs)]
+    acc = EventAccumulator(run_dir)
+    acc.Reload()
+    for key in ("charts/episodic_return", "charts/episodic_length", "charts/SPS", "losses/value_loss"):
+        assert key in acc.Tags()["scalars"], key
+    ckpt = torch.load(os.path.join(run_dir, "checkpoint.pt"), weights_only=True)
+    assert ckpt["global_step"] == metrics["global_step"] == args["total_timesteps"]
+    snapshots = sorted(os.listdir(os.path.join(run_dir, "policies")))
+    assert snapshots == sorted(f"policy_{args['steps_per_epoch'] * e}.pt2" for e in range(2, epochs + 1, 2))
+    policy = torch.export.load(os.path.join(run_dir, config["policy"]["file"])).module()
+    obs = torch.zeros(3, config["policy"]["obs_dim"])
+    assert policy(obs, torch.zeros(3, config["policy"]["noise_dim"])).shape[0] == 3
+    assert not [f for f in os.listdir(run_dir) if "tmp" in f]
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_same_seed_same_metrics_other_seed_differs(name, tmp_path):
+    drop = ("SPS", "run_dir")
+    a, b, c = (tiny_run(name, tmp_path / str(i), seed=s) for i, s in enumerate((3, 3, 4)))
+    assert {k: v for k, v in a.items() if k not in drop} == {k: v for k, v in b.items() if k not in drop}
+    assert a["recent_returns"] != c["recent_returns"]
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_interrupt_then_resume_finishes_the_run(name, tmp_path):
+    total = 20 * SCRIPTS[name]["steps_per_epoch"]
+    flags = cli_flags({**SCRIPTS[name], "total_timesteps": total, "data_dir": tmp_path, "save_every": 1000})
+    proc = subprocess.Popen(
+        [sys.executable, f"{name}.py", *flags, "--no-cuda"],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until two epochs are logged
+        runs = list(tmp_path.iterdir())
+        progress = runs[0] / "progress.csv" if runs else None
+        if progress and progress.exists() and len(progress.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "Traceback" not in out and "--resume" in out
+    run_dir = str(runs[0])
+    stopped = torch.load(os.path.join(run_dir, "checkpoint.pt"), weights_only=True)["global_step"]
+    assert 0 < stopped < total
+    resumed = run_script(f"{name}.py", "--resume", run_dir, "--no-cuda")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert torch.load(os.path.join(run_dir, "checkpoint.pt"), weights_only=True)["global_step"] == total
+    steps = [int(r["global_step"]) for r in csv.DictReader(open(os.path.join(run_dir, "progress.csv")))]
+    assert steps == sorted(set(steps)) and steps[-1] == total
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_script_runs_alone_in_an_empty_folder(name, tmp_path):
+    shutil.copy(os.path.join(ROOT, f"{name}.py"), tmp_path)
+    result = run_script(f"{name}.py", *cli_flags(SCRIPTS[name]), "--no-cuda", cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "runs").is_dir() and len(list((tmp_path / "runs").iterdir())) == 1
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--env-id", "Hoper-v4"], "Hopper-v4"),
+        (["--num-envs", "0"], "--num-envs must be positive"),
+        (["--total-timesteps", "100"], "smaller than one epoch"),
+    ],
+)
+def test_bad_input_exits_with_one_line(name, flags, message, tmp_path):
+    result = run_script(f"{name}.py", *flags, "--data-dir", str(tmp_path), "--no-cuda")
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.stderr
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_help_documents_every_field(name):
+    module = importlib.import_module(name)
+    result = run_script(f"{name}.py", "--help")
+    assert result.returncode == 0
+    for field in module.Args.__dataclass_fields__:
+        assert f"--{field.replace('_', '-')}" in result.stdout, field
