@@ -105,7 +105,7 @@ class Args:
     norm_rew: bool = True
     """[impl] scale rewards by the running std of the discounted return"""
     norm_adv: bool = True
-    """[impl] normalise advantages to mean 0, std 1 per minibatch"""
+    """[impl] normalise advantages to mean 0, std 1 over the batch"""
     max_grad_norm: Optional[float] = 0.5
     """[impl] clip each network's gradient norm to this; None disables"""
     anneal_lr: bool = True
@@ -117,32 +117,25 @@ class ConfigError(ValueError):
 
 
 def check_args(args: Args) -> None:
-    """Raise ConfigError when a size is not positive or the batch cannot be split as asked."""
-    for name in (
-        "total_timesteps",
-        "num_envs",
-        "steps_per_epoch",
-        "train_pi_iters",
-        "train_v_iters",
-        "num_minibatches",
-        "save_every",
-        "torch_threads",
-    ):
+    """Raise ConfigError when a size is not positive, a rate is out of range or the batch cannot be split."""
+    positive = "total_timesteps num_envs torch_threads save_every steps_per_epoch train_pi_iters train_v_iters"
+    for name in (positive + " num_minibatches").split():
         if getattr(args, name) <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if any(h <= 0 for h in args.hidden_sizes):
-        raise ConfigError(f"--hidden-sizes must be positive, got {args.hidden_sizes}")
-    if args.steps_per_epoch % args.num_envs:
+    if min(args.hidden_sizes, default=1) <= 0 or (args.max_episode_steps or 1) <= 0:
+        raise ConfigError("--hidden-sizes and --max-episode-steps must be positive")
+    if not (0 < args.gamma <= 1 and 0 <= args.lam <= 1 and args.clip_ratio > 0 and min(args.pi_lr, args.vf_lr) > 0):
+        raise ConfigError("need 0 < gamma <= 1, 0 <= lam <= 1, clip_ratio > 0 and positive learning rates")
+    if args.steps_per_epoch % args.num_envs or args.steps_per_epoch < args.num_minibatches:
         raise ConfigError(
-            f"--steps-per-epoch ({args.steps_per_epoch}) must be a multiple of --num-envs ({args.num_envs})"
+            f"--steps-per-epoch ({args.steps_per_epoch}) must be a multiple of --num-envs "
+            f"({args.num_envs}) and at least --num-minibatches ({args.num_minibatches})"
         )
     if args.total_timesteps < args.steps_per_epoch:
         raise ConfigError(
             f"--total-timesteps ({args.total_timesteps}) is smaller than one epoch "
             f"(--steps-per-epoch {args.steps_per_epoch})"
         )
-    if args.steps_per_epoch < args.num_minibatches:
-        raise ConfigError(f"--num-minibatches ({args.num_minibatches}) exceeds --steps-per-epoch")
 
 
 # ------------------------------------------------------------------ environments
@@ -155,13 +148,8 @@ class GymnasiumPool:
 
     def __init__(self, env_id: str, num_envs: int, seeds: list[int], max_episode_steps: Optional[int]):
         kw = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
-        self.envs = gym.make_vec(
-            env_id,
-            num_envs=num_envs,
-            vectorization_mode="sync",
-            vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.DISABLED},
-            **kw,
-        )
+        no_autoreset = {"autoreset_mode": gym.vector.AutoresetMode.DISABLED}
+        self.envs = gym.make_vec(env_id, num_envs, vectorization_mode="sync", vector_kwargs=no_autoreset, **kw)
         self.seeds, self.num_envs = seeds, num_envs
         self.observation_space = self.envs.single_observation_space
         self.action_space = self.envs.single_action_space
@@ -249,13 +237,14 @@ class RolloutBuffer:
     def __init__(self, T: int, N: int, obs_dim: int, act_shape: tuple[int, ...]):
         self.obs, self.next_obs, self.raw_obs = (np.zeros((T, N, obs_dim), dtype=np.float32) for _ in range(3))
         self.act = np.zeros((T, N, *act_shape), dtype=np.float32)
-        self.logp, self.rew, self.term, self.done, self.disc_ret = (
-            np.zeros((T, N), dtype=np.float32) for _ in range(5)
-        )
+        T_N = np.zeros((T, N), dtype=np.float32)
+        self.logp, self.rew, self.term, self.done, self.disc_ret = (T_N.copy() for _ in range(5))
 
-    def store(self, t: int, **row: np.ndarray) -> None:
-        """Write the N-row arrays of step t (keys: the attribute names above)."""
-        for key, value in row.items():
+    FIELDS = ("obs", "raw_obs", "next_obs", "act", "logp", "rew", "term", "done", "disc_ret")
+
+    def store(self, t: int, *row: np.ndarray) -> None:
+        """Write the N-row arrays of step t, given in the order of FIELDS."""
+        for key, value in zip(self.FIELDS, row, strict=True):
             getattr(self, key)[t] = value
 
 
@@ -371,59 +360,112 @@ def explained_variance(pred: np.ndarray, target: np.ndarray) -> float:
 
 
 # ------------------------------------------------------------------ run directory
-def run_info() -> dict:
-    """Versions of python and the libraries, and the git commit of this file when there is one."""
+class RunLogger:
+    """The run directory `<data_dir>/<env_id>__<exp_name>__<seed>__<unix time>/` and what goes in it.
+
+    config.json (args, versions, git commit, how to call the policy), TensorBoard events under
+    CleanRL's keys, progress.csv (one row per epoch, the numbers of the epoch line), checkpoint.pt
+    (torch.save of tensors and plain types: loads with weights_only=True) and policy.pt2 (torch.export,
+    runs no Python when loaded) plus its snapshots policies/policy_<step>.pt2. Files are replaced
+    atomically (written to a temporary name, then renamed). `resume_step` reopens an existing run and
+    drops progress.csv rows past that step.
+    """
+
+    LINE = (
+        "step {global_step:>8d} | ret {episodic_return:8.1f} [{episodic_return_min:.0f}, {episodic_return_max:.0f}]"
+        " len {episodic_length:6.1f} | pi {policy_loss:+.4f} v {value_loss:.4f} ent {entropy:.3f}"
+        " kl {approx_kl:.4f} stop {stop_iter} | sps {SPS}"
+    )  # the epoch line
+    TB_KEYS = {"SPS": "charts/SPS", "learning_rate": "charts/learning_rate"}  # others: losses/<column>
+    NOT_LOGGED = ("global_step", "epoch", "episodes", "time", "episodic_return_min", "episodic_return_max")
+
+    def __init__(self, run_dir: str, config: Optional[dict] = None, resume_step: Optional[int] = None):
+        self.dir, self.csv_path = run_dir, os.path.join(run_dir, "progress.csv")
+        if config is not None:
+            os.makedirs(run_dir)
+            with open(os.path.join(run_dir, "config.json"), "w") as f:
+                json.dump({**config, "versions": self.versions()}, f, indent=2)
+        if resume_step is not None and os.path.exists(self.csv_path):
+            with open(self.csv_path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["global_step"]) <= resume_step]
+            self.write_csv(rows)
+        self.writer, self.csv_rows = SummaryWriter(run_dir), None
+
+    @staticmethod
+    def versions() -> dict:
+        """Versions of python and the libraries, the command, and this file's git commit (None outside git)."""
+        here = os.path.dirname(os.path.abspath(__file__))
+        try:
+            git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+            commit = git.stdout.strip() or None
+        except (OSError, subprocess.SubprocessError):
+            commit = None
+        libs = {"torch": torch, "envpool": envpool, "gymnasium": gym, "numpy": np}
+        return {
+            "python": platform.python_version(),
+            **{k: m.__version__ for k, m in libs.items()},
+            "git_commit": commit,
+            "command": " ".join(sys.argv),
+        }
+
+    def write_csv(self, rows: list[dict]) -> None:
+        with open(self.csv_path + ".tmp", "w", newline="") as f:
+            if rows:
+                w = csv.DictWriter(f, fieldnames=list(rows[0]))
+                w.writeheader()
+                w.writerows(rows)
+        os.replace(self.csv_path + ".tmp", self.csv_path)
+
+    def episode(self, ret: float, length: int, step: int) -> None:
+        self.writer.add_scalar("charts/episodic_return", ret, step)
+        self.writer.add_scalar("charts/episodic_length", length, step)
+
+    def epoch(self, row: dict) -> str:
+        """Log one epoch: a progress.csv row and its TensorBoard scalars at row["global_step"]; return its line."""
+        for key, value in row.items():
+            if key not in self.NOT_LOGGED and not key.startswith("episodic"):
+                self.writer.add_scalar(self.TB_KEYS.get(key, f"losses/{key}"), value, row["global_step"])
+        new = not os.path.exists(self.csv_path) or os.path.getsize(self.csv_path) == 0
+        with open(self.csv_path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                w.writeheader()
+            w.writerow(row)
+        return self.LINE.format(**row)
+
+    def save(self, checkpoint: dict, policy: nn.Module, example: tuple) -> None:
+        """Write checkpoint.pt, then torch.export `policy` (dynamic batch dim) to policy.pt2 and a snapshot."""
+        path = os.path.join(self.dir, "checkpoint.pt")
+        torch.save(checkpoint, path + ".tmp")
+        os.replace(path + ".tmp", path)
+        batch = torch.export.Dim("batch", min=1)
+        program = torch.export.export(policy.eval(), example, dynamic_shapes=[{0: batch}] * len(example))
+        path = os.path.join(self.dir, "policy.pt2")
+        torch.export.save(program, path + ".tmp.pt2")  # torch.export wants the .pt2 suffix
+        os.replace(path + ".tmp.pt2", path)
+        os.makedirs(os.path.join(self.dir, "policies"), exist_ok=True)
+        shutil.copyfile(path, os.path.join(self.dir, "policies", f"policy_{checkpoint['global_step']}.pt2"))
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def load_resume(args: Args) -> tuple[Args, dict]:
+    """The saved Args of the run in `args.resume` and its checkpoint; raises ConfigError if unreadable.
+
+    The run's own config wins, except cuda, torch_threads, save_every and, when given, total_timesteps.
+    """
     try:
-        commit = (
-            subprocess.run(
-                ["git", "rev-parse", "HEAD"],
-                cwd=os.path.dirname(os.path.abspath(__file__)),
-                capture_output=True,
-                text=True,
-                timeout=5,
-            ).stdout.strip()
-            or None
-        )
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "envpool": envpool.__version__,
-        "gymnasium": gym.__version__,
-        "numpy": np.__version__,
-        "git_commit": commit,
-        "command": " ".join(sys.argv),
-    }
-
-
-def truncate_progress(path: str, global_step: int) -> None:
-    """Drop rows of progress.csv past `global_step` (written after the checkpoint a resume starts from)."""
-    if not os.path.exists(path):
-        return
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    with open(path + ".tmp", "w", newline="") as f:
-        if rows:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(r for r in rows if int(r["global_step"]) <= global_step)
-    os.replace(path + ".tmp", path)
-
-
-def save_atomic(obj, path: str) -> None:
-    """torch.save to a temporary file, then rename over `path` (a crash never leaves half a file)."""
-    torch.save(obj, path + ".tmp")
-    os.replace(path + ".tmp", path)
-
-
-def export_policy(policy: ExportedPolicy, obs_dim: int, noise_dim: int, path: str) -> None:
-    """torch.export the policy with a dynamic batch dimension and save it atomically to `path`."""
-    batch = torch.export.Dim("batch", min=1)
-    example = (torch.zeros(2, obs_dim), torch.zeros(2, noise_dim))
-    program = torch.export.export(policy.eval(), example, dynamic_shapes=({0: batch}, {0: batch}))
-    torch.export.save(program, path[: -len(".pt2")] + ".tmp.pt2")
-    os.replace(path[: -len(".pt2")] + ".tmp.pt2", path)
+        with open(os.path.join(args.resume, "config.json")) as f:
+            saved = json.load(f)["args"]
+        ckpt = torch.load(os.path.join(args.resume, "checkpoint.pt"), weights_only=True)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise ConfigError(f"cannot resume from {args.resume!r}: {e}") from None
+    keep = {k: getattr(args, k) for k in ("cuda", "torch_threads", "save_every", "resume")}
+    if args.total_timesteps != Args.total_timesteps:
+        keep["total_timesteps"] = args.total_timesteps
+    saved = {f.name: saved[f.name] for f in fields(Args) if f.name in saved}
+    return Args(**{**saved, "hidden_sizes": tuple(saved["hidden_sizes"]), **keep}), ckpt
 
 
 # ------------------------------------------------------------------ training
@@ -433,49 +475,24 @@ def train(args: Args) -> dict:
     Returns a dict: global_step, epochs, episodes, episodic_return (mean of the last 100 training
     episodes), recent_returns (their list), SPS, run_dir, interrupted. Raises ConfigError on bad input.
     """
-    # [impl] resuming continues the saved run: its config, run directory and checkpoint
-    ckpt = None
-    if args.resume is not None:
-        run_dir = args.resume.rstrip("/")
-        try:
-            saved = json.load(open(os.path.join(run_dir, "config.json")))["args"]
-            ckpt = torch.load(os.path.join(run_dir, "checkpoint.pt"), weights_only=True)
-        except (OSError, ValueError, RuntimeError) as e:
-            raise ConfigError(f"cannot resume from {run_dir!r}: {e}") from None
-        keep = {k: getattr(args, k) for k in ("cuda", "torch_threads", "save_every")}
-        if args.total_timesteps != Args.total_timesteps:
-            keep["total_timesteps"] = args.total_timesteps
-        saved = {f.name: saved[f.name] for f in fields(Args) if f.name in saved}
-        saved["hidden_sizes"] = tuple(saved["hidden_sizes"])
-        args = Args(**{**saved, **keep, "resume": run_dir})
-        truncate_progress(os.path.join(run_dir, "progress.csv"), ckpt["global_step"])
+    args, ckpt = load_resume(args) if args.resume else (args, None)  # [impl] --resume: the run's own config
     check_args(args)
-
-    # [impl] seeding: python, numpy, torch, and explicit per-env seeds for envpool
+    # [impl] seeding: python, numpy, torch, and explicit per-env seeds for envpool (fresh ones on resume)
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.torch_threads)
     device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
-    envs = make_envs(
-        args.env_id,
-        args.num_envs,
-        env_seeds(args.seed, args.num_envs, stream=2 + len(ckpt["resumes"]) if ckpt else 0),
-        args.max_episode_steps,
-    )
-    obs_space, act_space = envs.observation_space, envs.action_space
-    discrete = isinstance(act_space, gym.spaces.Discrete)
-    if not discrete and not isinstance(act_space, gym.spaces.Box):
-        raise ConfigError(
-            f"{args.env_id} has a {type(act_space).__name__} action space; ppo.py handles Box and Discrete"
-        )
-    obs_dim = int(np.prod(obs_space.shape))
-    act_dim = int(act_space.n) if discrete else int(np.prod(act_space.shape))
-    low = np.zeros(1) if discrete else act_space.low.astype(np.float64)
-    high = np.zeros(1) if discrete else act_space.high.astype(np.float64)
+    seeds = env_seeds(args.seed, args.num_envs, stream=2 + len(ckpt["resumes"]) if ckpt else 0)
+    envs = make_envs(args.env_id, args.num_envs, seeds, args.max_episode_steps)
+    discrete = isinstance(envs.action_space, gym.spaces.Discrete)
+    if not discrete and not isinstance(envs.action_space, gym.spaces.Box):
+        raise ConfigError(f"{args.env_id}: ppo.py needs a Box or Discrete action space, not {envs.action_space}")
+    obs_dim = int(np.prod(envs.observation_space.shape))
+    act_dim = int(envs.action_space.n) if discrete else int(np.prod(envs.action_space.shape))
+    low, high = (np.zeros(1), np.zeros(1)) if discrete else (envs.action_space.low, envs.action_space.high)
     T, N = args.steps_per_epoch // args.num_envs, args.num_envs  # [impl] derived sizes
-    num_epochs = args.total_timesteps // args.steps_per_epoch
-    mb_size = args.steps_per_epoch // args.num_minibatches
+    num_epochs, mb_size = args.total_timesteps // args.steps_per_epoch, args.steps_per_epoch // args.num_minibatches
 
     # [L1] initial policy parameters theta_0 and value function parameters phi_0
     pi = Actor(obs_dim, act_dim, args.hidden_sizes, discrete).to(device)
@@ -483,67 +500,32 @@ def train(args: Args) -> dict:
     pi_opt = torch.optim.Adam(pi.parameters(), lr=args.pi_lr, eps=1e-5, fused=True)
     vf_opt = torch.optim.Adam(vf.parameters(), lr=args.vf_lr, eps=1e-5, fused=True)
     obs_rms, ret_rms = RunningMeanStd((obs_dim,)), RunningMeanStd(())
-    start_epoch, resumes = 0, []
-    if ckpt is not None:
-        pi.load_state_dict(ckpt["pi"]), vf.load_state_dict(ckpt["vf"])
-        pi_opt.load_state_dict(ckpt["pi_opt"]), vf_opt.load_state_dict(ckpt["vf_opt"])
-        obs_rms.load_state_dict(ckpt["obs_rms"]), ret_rms.load_state_dict(ckpt["ret_rms"])
-        random.setstate(ckpt["rng"]["python"]), torch.set_rng_state(ckpt["rng"]["torch"])
-        start_epoch, resumes = ckpt["epoch"], ckpt["resumes"] + [ckpt["global_step"]]
-    else:
+    state = {"pi": pi, "vf": vf, "pi_opt": pi_opt, "vf_opt": vf_opt, "obs_rms": obs_rms, "ret_rms": ret_rms}
+    if ckpt is None:
         run_dir = os.path.join(args.data_dir, f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
         while os.path.exists(run_dir):  # [impl] two runs started in the same second get distinct dirs
             run_dir += "_"
-        os.makedirs(run_dir)
-        with open(os.path.join(run_dir, "config.json"), "w") as f:
-            json.dump(
-                {
-                    "algo": "ppo",
-                    "args": asdict(args),
-                    "versions": run_info(),
-                    "policy": {
-                        "file": "policy.pt2",
-                        "obs_dim": obs_dim,
-                        "noise_dim": act_dim,
-                        "noise": "gumbel" if discrete else "normal",
-                        "discrete": discrete,
-                    },
-                },
-                f,
-                indent=2,
-            )
+        policy_info = {"file": "policy.pt2", "obs_dim": obs_dim, "noise_dim": act_dim, "discrete": discrete}
+        policy_info["noise"] = "gumbel" if discrete else "normal"
+        log = RunLogger(run_dir, {"algo": "ppo", "args": asdict(args), "policy": policy_info})
+        start_epoch, resumes = 0, []
+    else:
+        run_dir = args.resume
+        log = RunLogger(run_dir, resume_step=ckpt["global_step"])
+        for key, obj in state.items():
+            obj.load_state_dict(ckpt[key])
+        random.setstate(ckpt["rng"]["python"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        start_epoch, resumes = ckpt["epoch"], ckpt["resumes"] + [ckpt["global_step"]]
 
-    # [impl] logs: TensorBoard (CleanRL's keys), progress.csv (one row per epoch)
-    writer = SummaryWriter(run_dir)
-    csv_path = os.path.join(run_dir, "progress.csv")
-    csv_file = open(csv_path, "a", newline="")
-    csv_writer = None
-
-    def save(epoch: int) -> None:
-        """Write checkpoint.pt and policy.pt2 (plus policies/policy_<step>.pt2) of `epoch` atomically."""
-        step = epoch * args.steps_per_epoch
-        save_atomic(
-            {
-                "algo": "ppo",
-                "epoch": epoch,
-                "global_step": step,
-                "resumes": resumes,
-                "pi": pi.state_dict(),
-                "vf": vf.state_dict(),
-                "pi_opt": pi_opt.state_dict(),
-                "vf_opt": vf_opt.state_dict(),
-                "obs_rms": obs_rms.state_dict(),
-                "ret_rms": ret_rms.state_dict(),
-                "rng": {"python": random.getstate(), "torch": torch.get_rng_state()},
-            },
-            os.path.join(run_dir, "checkpoint.pt"),
-        )
+    def save(epoch: int) -> None:  # [impl] checkpoint (resume) and policy artifact (deployment)
+        checkpoint = {k: v.state_dict() for k, v in state.items()}
+        rng = {"python": random.getstate(), "torch": torch.get_rng_state()}
+        checkpoint.update(algo="ppo", epoch=epoch, global_step=epoch * args.steps_per_epoch, resumes=resumes, rng=rng)
         policy = ExportedPolicy(copy.deepcopy(pi).cpu(), obs_rms if args.norm_obs else None, low, high)
-        export_policy(policy, obs_dim, act_dim, os.path.join(run_dir, "policy.pt2"))
-        os.makedirs(os.path.join(run_dir, "policies"), exist_ok=True)
-        shutil.copyfile(os.path.join(run_dir, "policy.pt2"), os.path.join(run_dir, "policies", f"policy_{step}.pt2"))
+        log.save(checkpoint, policy, (torch.zeros(2, obs_dim), torch.zeros(2, act_dim)))
 
-    # [impl] Ctrl-C / SIGTERM: finish the current env step, save the last finished epoch, exit cleanly
+    # [impl] Ctrl-C / SIGTERM: finish the current env step, save the last full epoch, exit cleanly
     stop = {"signal": None}
 
     def on_signal(signum, frame):
@@ -555,14 +537,13 @@ def train(args: Args) -> dict:
 
     buf = RolloutBuffer(T, N, obs_dim, () if discrete else (act_dim,))
     ep_ret, ep_len, disc_ret = np.zeros(N), np.zeros(N, dtype=np.int64), np.zeros(N)
-    recent = deque(maxlen=100)
-    episodes, global_step = 0, start_epoch * args.steps_per_epoch
+    recent, episodes = deque(maxlen=100), 0
     norm = obs_rms.normalize if args.norm_obs else (lambda x: x)
     raw_obs = np.asarray(envs.reset()[0], dtype=np.float32).reshape(N, obs_dim)  # [impl] reset before stepping
-    start_time, start_step, epoch = time.time(), global_step, start_epoch
-    bar = tqdm(
-        total=num_epochs * args.steps_per_epoch, initial=global_step, unit="step", disable=None, dynamic_ncols=True
-    )
+    epoch = start_epoch
+    global_step = start_step = start_epoch * args.steps_per_epoch
+    start_time = time.time()
+    bar = tqdm(total=num_epochs * args.steps_per_epoch, initial=global_step, unit="step", disable=None)
     try:
         for epoch in range(start_epoch, num_epochs):  # [L2] for k = 0, 1, 2, ...
             if args.anneal_lr:  # [impl] linear learning-rate annealing
@@ -587,34 +568,19 @@ def train(args: Args) -> dict:
                 next_raw = np.asarray(next_raw, dtype=np.float32).reshape(N, obs_dim)  # [impl] float64 -> float32 once
                 done = term | trunc  # [impl] trunc: time limit; only term stops bootstrapping
                 disc_ret = disc_ret * args.gamma + rew  # [impl] discounted return, for the reward scale
-                buf.store(
-                    t,
-                    obs=obs,
-                    raw_obs=raw_obs,
-                    next_obs=norm(next_raw),
-                    act=act,
-                    logp=logp.cpu().numpy(),
-                    rew=rew,
-                    term=term,
-                    done=done,
-                    disc_ret=disc_ret,
-                )
-                ep_ret, ep_len = ep_ret + rew, ep_len + 1
-                raw_obs = next_raw
+                logp = logp.cpu().numpy()
+                buf.store(t, obs, raw_obs, norm(next_raw), act, logp, rew, term, done, disc_ret)
+                ep_ret, ep_len, raw_obs = ep_ret + rew, ep_len + 1, next_raw
                 if done.any():
                     # [impl] envpool would reset these envs on the *next* step (ignoring its action);
                     # reset them now so every stored transition is real and next_obs is the final obs
                     ids = np.flatnonzero(done)
-                    reset_obs = np.asarray(envs.reset(ids)[0], dtype=np.float32).reshape(len(ids), obs_dim)
                     raw_obs = raw_obs.copy()
-                    raw_obs[ids] = reset_obs
+                    raw_obs[ids] = np.asarray(envs.reset(ids)[0], dtype=np.float32).reshape(len(ids), obs_dim)
                     for i in ids:  # [impl] episode statistics, counted by the script
                         ep_done_ret.append(ep_ret[i]), ep_done_len.append(ep_len[i]), recent.append(ep_ret[i])
-                        writer.add_scalar("charts/episodic_return", ep_ret[i], global_step + (t + 1) * N)
-                        writer.add_scalar("charts/episodic_length", ep_len[i], global_step + (t + 1) * N)
-                    episodes += len(ids)
-                    ep_ret[ids], ep_len[ids] = 0.0, 0
-                disc_ret[done] = 0.0
+                        log.episode(ep_ret[i], ep_len[i], global_step + (t + 1) * N)
+                    episodes, ep_ret[ids], ep_len[ids], disc_ret[ids] = episodes + len(ids), 0.0, 0, 0.0
                 bar.update(N)
                 if stop["signal"] is not None:
                     raise KeyboardInterrupt
@@ -625,37 +591,31 @@ def train(args: Args) -> dict:
                 ret_rms.update(buf.disc_ret)
             rew = buf.rew / np.sqrt(ret_rms.var + ret_rms.eps) if args.norm_rew else buf.rew
             with torch.no_grad():
-                both = torch.from_numpy(np.concatenate([buf.obs, buf.next_obs])).to(device)
-                v_all = vf(both).squeeze(-1).cpu().numpy()
-            v, next_v = v_all[:T], v_all[T:]
+                v_all = vf(torch.from_numpy(np.concatenate([buf.obs, buf.next_obs])).to(device)).squeeze(-1)
+            v, next_v = np.split(v_all.cpu().numpy(), 2)
             adv, ret = gae(rew, v, next_v, buf.term, buf.done, args.gamma, args.lam)
+            if args.norm_adv:  # [impl] advantage normalisation over the batch, as in Spinning Up
+                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
             if args.norm_obs:  # [impl] update the normaliser once per epoch, after the batch is fixed
                 obs_rms.update(buf.raw_obs.reshape(-1, obs_dim))
-            b_obs = torch.from_numpy(buf.obs.reshape(-1, obs_dim)).to(device)
-            b_act = torch.from_numpy(
-                buf.act.reshape(T * N, -1).squeeze(-1) if discrete else buf.act.reshape(-1, act_dim)
-            ).to(device)
+            b_obs, b_act = (torch.from_numpy(x.reshape(T * N, *x.shape[2:])).to(device) for x in (buf.obs, buf.act))
             b_logp_old, b_adv, b_ret = (torch.from_numpy(x.reshape(-1)).to(device) for x in (buf.logp, adv, ret))
 
             # [L6] policy: clipped surrogate, minibatch Adam, early stop on approx KL
             stop_iter, clipfracs = args.train_pi_iters, []
             for i in range(args.train_pi_iters):
                 for idx in torch.randperm(args.steps_per_epoch, device=device).split(mb_size):
-                    logp, ent = pi.logp_entropy(b_obs[idx], b_act[idx])
-                    ratio = torch.exp(logp - b_logp_old[idx])
-                    a = b_adv[idx]
-                    if args.norm_adv:  # [impl] advantage normalisation per minibatch
-                        a = (a - a.mean()) / (a.std() + 1e-8)
-                    loss_pi = -torch.min(
-                        ratio * a, torch.clamp(ratio, 1 - args.clip_ratio, 1 + args.clip_ratio) * a
-                    ).mean()
+                    logp, _ = pi.logp_entropy(b_obs[idx], b_act[idx])
+                    ratio, a = torch.exp(logp - b_logp_old[idx]), b_adv[idx]
+                    clipped = torch.clamp(ratio, 1 - args.clip_ratio, 1 + args.clip_ratio)
+                    loss_pi = -torch.min(ratio * a, clipped * a).mean()
                     pi_opt.zero_grad(set_to_none=True)
                     loss_pi.backward()
                     if args.max_grad_norm is not None:  # [impl] gradient-norm clipping
                         nn.utils.clip_grad_norm_(pi.parameters(), args.max_grad_norm)
                     pi_opt.step()
-                    clipfracs.append(((ratio - 1).abs() > args.clip_ratio).float().mean())
-                with torch.no_grad():  # approx KL(pi_k || pi_theta) on the whole batch, (r - 1) - log r
+                    clipfracs.append(((ratio.detach() - 1).abs() > args.clip_ratio).float().mean())
+                with torch.no_grad():  # approx KL(pi_k || pi_theta) on the whole batch: E[(r - 1) - log r]
                     logp, ent = pi.logp_entropy(b_obs, b_act)
                     log_ratio = logp - b_logp_old
                     approx_kl = ((log_ratio.exp() - 1) - log_ratio).mean().item()
@@ -676,75 +636,33 @@ def train(args: Args) -> dict:
             # [impl] logging: the epoch line, progress.csv and TensorBoard carry the same numbers
             with torch.no_grad():
                 loss_v = (vf(b_obs).squeeze(-1) - b_ret).pow(2).mean().item()
-                loss_pi = loss_pi.item()
-            sps = int((global_step - start_step) / (time.time() - start_time))
-            row = {
-                "global_step": global_step,
-                "epoch": epoch + 1,
-                "episodes": episodes,
-                "episodic_return": np.mean(ep_done_ret) if ep_done_ret else float("nan"),
-                "episodic_return_min": np.min(ep_done_ret) if ep_done_ret else float("nan"),
-                "episodic_return_max": np.max(ep_done_ret) if ep_done_ret else float("nan"),
-                "episodic_length": np.mean(ep_done_len) if ep_done_len else float("nan"),
-                "policy_loss": loss_pi,
-                "value_loss": loss_v,
-                "entropy": ent.mean().item(),
-                "approx_kl": approx_kl,
-                "clipfrac": torch.stack(clipfracs).mean().item(),
-                "stop_iter": stop_iter,
-                "explained_variance": explained_variance(v.reshape(-1), ret.reshape(-1)),
-                "learning_rate": pi_opt.param_groups[0]["lr"],
-                "SPS": sps,
-                "time": time.time() - start_time,
-            }
-            for k in (
-                "policy_loss",
-                "value_loss",
-                "entropy",
-                "approx_kl",
-                "clipfrac",
-                "explained_variance",
-                "stop_iter",
-            ):
-                writer.add_scalar(f"losses/{k}", row[k], global_step)
-            writer.add_scalar("charts/learning_rate", row["learning_rate"], global_step)
-            writer.add_scalar("charts/SPS", sps, global_step)
-            if csv_writer is None:
-                csv_writer = csv.DictWriter(csv_file, fieldnames=list(row))
-                if csv_file.tell() == 0:
-                    csv_writer.writeheader()
-            csv_writer.writerow(row)
-            csv_file.flush()
-            bar.write(
-                f"step {global_step:>8d} | ret {row['episodic_return']:8.1f} [{row['episodic_return_min']:.0f}, "
-                f"{row['episodic_return_max']:.0f}] len {row['episodic_length']:6.1f} | pi {loss_pi:+.4f} "
-                f"v {loss_v:.4f} ent {row['entropy']:.3f} kl {approx_kl:.4f} stop {stop_iter} | sps {sps}"
-            )
+            stat = lambda f, x: float(f(x)) if len(x) else float("nan")  # noqa: E731
+            row = {"global_step": global_step, "epoch": epoch + 1, "episodes": episodes}
+            row.update(episodic_return=stat(np.mean, ep_done_ret), episodic_length=stat(np.mean, ep_done_len))
+            row.update(episodic_return_min=stat(np.min, ep_done_ret), episodic_return_max=stat(np.max, ep_done_ret))
+            row.update(policy_loss=loss_pi.item(), value_loss=loss_v, entropy=ent.mean().item(), approx_kl=approx_kl)
+            row.update(clipfrac=torch.stack(clipfracs).mean().item(), stop_iter=stop_iter)
+            row.update(explained_variance=explained_variance(v.reshape(-1), ret.reshape(-1)))
+            row.update(learning_rate=pi_opt.param_groups[0]["lr"], time=time.time() - start_time)
+            row.update(SPS=int((global_step - start_step) / row["time"]))
+            bar.write(log.epoch(row))
             if (epoch + 1) % args.save_every == 0 or epoch + 1 == num_epochs:
                 save(epoch + 1)
         epoch = num_epochs
     except KeyboardInterrupt:
         # [impl] the interrupted epoch's partial rollout is dropped; networks are as after the last full epoch
-        bar.write(f"interrupted; saving epoch {epoch} to {run_dir}; continue with: python ppo.py --resume {run_dir}")
+        bar.write(f"interrupted: saved epoch {epoch} of {run_dir}; continue with: python ppo.py --resume {run_dir}")
         save(epoch)
         stop["signal"] = stop["signal"] or signal.SIGINT
     finally:
-        bar.close()
-        writer.close()
-        csv_file.close()
-        envs.close()
+        bar.close(), log.close(), envs.close()
         for s, h in old_handlers.items():
             signal.signal(s, h)
-    return {
-        "global_step": epoch * args.steps_per_epoch,
-        "epochs": epoch,
-        "episodes": episodes,
-        "episodic_return": float(np.mean(recent)) if recent else float("nan"),
-        "recent_returns": list(map(float, recent)),
-        "SPS": int((epoch * args.steps_per_epoch - start_step) / max(time.time() - start_time, 1e-9)),
-        "run_dir": run_dir,
-        "interrupted": stop["signal"] is not None,
-    }
+    end_step = epoch * args.steps_per_epoch
+    metrics = {"global_step": end_step, "epochs": epoch, "episodes": episodes, "run_dir": run_dir}
+    metrics.update(episodic_return=float(np.mean(recent)) if recent else float("nan"))
+    metrics.update(recent_returns=[float(r) for r in recent], interrupted=stop["signal"] is not None)
+    return {**metrics, "SPS": int((end_step - start_step) / max(time.time() - start_time, 1e-9))}
 
 
 if __name__ == "__main__":

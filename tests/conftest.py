@@ -50,3 +50,22 @@ def hopper_run(tmp_path_factory) -> dict:
             cuda=False,
         )
     )
+
+
+# script -> fixture of a finished tiny run on a Box task; test_policy's tests run every entry
+ALGO_RUNS = {"ppo": "hopper_run"}
+
+
+@pytest.fixture(scope="session", params=sorted(ALGO_RUNS))
+def algo_run(request) -> dict:
+    """train()'s metrics of a tiny run of each script in ALGO_RUNS (parametrised by script name)."""
+    return request.getfixturevalue(ALGO_RUNS[request.param])
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *words: str) -> None:
+    """`proc` exited with code 2 and a single stderr line 'error: ...' containing `words`, no traceback."""
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for w in words:
+        assert w in lines[0], lines[0]

@@ -50,6 +50,8 @@ def random_rollout(rng, T=40, N=3):
     term = (rng.random((T, N)) < 0.08).astype(np.float32)
     trunc = ((rng.random((T, N)) < 0.08) & (term == 0)).astype(np.float32)
     done = np.maximum(term, trunc)
+    # inside an episode the next state is the following row's state: V(s'_t) = V(s_{t+1})
+    next_v[:-1] = np.where(done[:-1] == 1, next_v[:-1], v[1:])
     assert term.any() and trunc.any()
     return rew, v, next_v, term, done
 
@@ -140,9 +142,9 @@ def test_envpool_transitions_are_real_and_episode_stats_match(monkeypatch, tmp_p
     )
 
     class RecordingBuffer(ppo.RolloutBuffer):
-        def store(self, t, **row):
-            super().store(t, **row)
-            stored.append({k: np.array(v, copy=True) for k, v in row.items()})
+        def store(self, t, *row):
+            super().store(t, *row)
+            stored.append({k: np.array(v, copy=True) for k, v in zip(self.FIELDS, row, strict=True)})
 
     monkeypatch.setattr(ppo, "RolloutBuffer", RecordingBuffer)
     metrics = ppo.train(
