@@ -23,6 +23,8 @@ from conftest import ROOT, run_script
 # script -> (tiny Args for a quick run, the same as CLI flags)
 SCRIPTS = {
     "ppo": {"env_id": "CartPole-v1", "total_timesteps": 4096, "steps_per_epoch": 1024, "num_envs": 4},
+    "vpg": {"env_id": "CartPole-v1", "total_timesteps": 4096, "steps_per_epoch": 1024, "num_envs": 4},
+    "trpo": {"env_id": "CartPole-v1", "total_timesteps": 4096, "steps_per_epoch": 1024, "num_envs": 4},
 }
 
 
