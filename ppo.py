@@ -548,8 +548,9 @@ def train(args: Args) -> dict:
     # [L1] initial policy parameters theta_0 and value function parameters phi_0
     pi = Actor(obs_dim, act_dim, args.hidden_sizes, discrete).to(device)
     vf = mlp([obs_dim, *args.hidden_sizes, 1]).to(device)
-    pi_opt = torch.optim.Adam(pi.parameters(), lr=args.pi_lr, eps=1e-5, fused=True)
-    vf_opt = torch.optim.Adam(vf.parameters(), lr=args.vf_lr, eps=1e-5, fused=True)
+    pi_params, vf_params = list(pi.parameters()), list(vf.parameters())
+    pi_opt = torch.optim.Adam(pi_params, lr=args.pi_lr, eps=1e-5, fused=True)
+    vf_opt = torch.optim.Adam(vf_params, lr=args.vf_lr, eps=1e-5, fused=True)
     obs_rms, ret_rms = RunningMeanStd((obs_dim,)), RunningMeanStd(())
     state = {"pi": pi, "vf": vf, "pi_opt": pi_opt, "vf_opt": vf_opt, "obs_rms": obs_rms, "ret_rms": ret_rms}
     if ckpt is None:
@@ -677,9 +678,9 @@ def train(args: Args) -> dict:
                     loss_pi = -torch.min(ratio * a, clipped * a).mean()
                     pi_opt.zero_grad(set_to_none=True)
                     loss_pi.backward()
-                    mpi_average_grads(comm, list(pi.parameters()))  # [impl] MPI: identical steps on all ranks
+                    mpi_average_grads(comm, pi_params)  # [impl] MPI: identical steps on all ranks
                     if args.max_grad_norm is not None:  # [impl] gradient-norm clipping
-                        nn.utils.clip_grad_norm_(pi.parameters(), args.max_grad_norm)
+                        nn.utils.clip_grad_norm_(pi_params, args.max_grad_norm)
                     pi_opt.step()
                     clipfracs.append(((ratio.detach() - 1).abs() > args.clip_ratio).float().mean())
                 with torch.no_grad():  # approx KL(pi_k || pi_theta) on the whole batch: E[(r - 1) - log r]
@@ -696,9 +697,9 @@ def train(args: Args) -> dict:
                     loss_v = (vf(b_obs[idx]).squeeze(-1) - b_ret[idx]).pow(2).mean()
                     vf_opt.zero_grad(set_to_none=True)
                     loss_v.backward()
-                    mpi_average_grads(comm, list(vf.parameters()))
+                    mpi_average_grads(comm, vf_params)
                     if args.max_grad_norm is not None:
-                        nn.utils.clip_grad_norm_(vf.parameters(), args.max_grad_norm)
+                        nn.utils.clip_grad_norm_(vf_params, args.max_grad_norm)
                     vf_opt.step()
 
             # [impl] logging: the epoch line, progress.csv and TensorBoard carry the same numbers
