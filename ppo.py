@@ -742,5 +742,6 @@ if __name__ == "__main__":
     try:
         metrics = train(tyro.cli(Args))
     except ConfigError as e:
-        sys.exit(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     sys.exit(130 if metrics["interrupted"] else 0)  # [impl] 130: the shell's code for a Ctrl-C'd program

@@ -19,37 +19,22 @@ def run_script(script: str, *argv: str, cwd: str = ROOT, timeout: float = 300) -
     )
 
 
+def tiny_ppo_run(tmp_path_factory, env_id: str, **kwargs) -> dict:
+    """train()'s metrics of a short ppo.py run in a fresh directory, saving every epoch."""
+    data_dir = tmp_path_factory.mktemp(env_id.split("-")[0].lower())
+    return ppo.train(ppo.Args(env_id=env_id, save_every=1, data_dir=str(data_dir), cuda=False, **kwargs))
+
+
 @pytest.fixture(scope="session")
 def cartpole_run(tmp_path_factory) -> dict:
-    """A finished 8,192-step ppo.py run on CartPole-v1 (2 epochs); returns train()'s metrics."""
-    data_dir = tmp_path_factory.mktemp("cartpole")
-    return ppo.train(
-        ppo.Args(
-            env_id="CartPole-v1",
-            total_timesteps=8192,
-            steps_per_epoch=4096,
-            save_every=1,
-            data_dir=str(data_dir),
-            cuda=False,
-        )
-    )
+    """A finished 8,192-step ppo.py run on CartPole-v1 (2 epochs)."""
+    return tiny_ppo_run(tmp_path_factory, "CartPole-v1", total_timesteps=8192, steps_per_epoch=4096)
 
 
 @pytest.fixture(scope="session")
 def hopper_run(tmp_path_factory) -> dict:
-    """A finished 4,096-step ppo.py run on Hopper-v4 with 50-step episodes; returns train()'s metrics."""
-    data_dir = tmp_path_factory.mktemp("hopper")
-    return ppo.train(
-        ppo.Args(
-            env_id="Hopper-v4",
-            total_timesteps=4096,
-            steps_per_epoch=2048,
-            save_every=1,
-            max_episode_steps=50,
-            data_dir=str(data_dir),
-            cuda=False,
-        )
-    )
+    """A finished 4,096-step ppo.py run on Hopper-v4 with 50-step episodes (2 epochs)."""
+    return tiny_ppo_run(tmp_path_factory, "Hopper-v4", total_timesteps=4096, steps_per_epoch=2048, max_episode_steps=50)
 
 
 # script -> fixture of a finished tiny run on a Box task; test_policy's tests run every entry
