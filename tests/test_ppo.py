@@ -1,5 +1,7 @@
 """ppo.py: its math against independent references, envpool handling on real envs, and learning."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -231,3 +233,12 @@ def test_learns_cartpole(tmp_path):
     """CartPole-v1: mean return of the last 20 training episodes >= 450 within 200k steps."""
     metrics = ppo.train(ppo.Args(env_id="CartPole-v1", total_timesteps=98_304, data_dir=str(tmp_path), cuda=False))
     assert np.mean(metrics["recent_returns"][-20:]) >= 450, metrics["recent_returns"][-20:]
+
+
+def test_short_hopper_run_writes_every_file(hopper_run):
+    run_dir = hopper_run["run_dir"]
+    files = set(os.listdir(run_dir))
+    assert {"config.json", "progress.csv", "checkpoint.pt", "policy.pt2", "policies"} <= files
+    assert any(f.startswith("events.out.tfevents") for f in files)
+    assert sorted(os.listdir(os.path.join(run_dir, "policies"))) == ["policy_2048.pt2", "policy_4096.pt2"]
+    assert hopper_run["global_step"] == 4096 and hopper_run["episodes"] > 0  # 50-step episodes ended
