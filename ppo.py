@@ -613,7 +613,7 @@ def train(args: Args) -> dict:
             ep_done = []  # (return, length, global step) of the episodes that ended in this rollout
             for t in range(T):
                 obs = norm(raw_obs)
-                with torch.no_grad():
+                with torch.inference_mode():
                     out = pi(torch.from_numpy(obs).to(device))
                     if discrete:
                         act = torch.multinomial(torch.softmax(out, -1), 1).squeeze(-1)
@@ -654,7 +654,7 @@ def train(args: Args) -> dict:
             if args.norm_rew:  # [impl] reward scale: std of the discounted return, updated once per epoch
                 ret_rms.update(buf.disc_ret, comm)
             rew = buf.rew / np.sqrt(ret_rms.var + ret_rms.eps) if args.norm_rew else buf.rew
-            with torch.no_grad():
+            with torch.inference_mode():
                 v_all = vf(torch.from_numpy(np.concatenate([buf.obs, buf.next_obs])).to(device)).squeeze(-1)
             v, next_v = np.split(v_all.cpu().numpy(), 2)
             adv, ret = gae(rew, v, next_v, buf.term, buf.done, args.gamma, args.lam)
