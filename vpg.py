@@ -59,9 +59,9 @@ class Args:
     seed: int = 1
     """seed of python, numpy, torch and the per-env seeds of envpool"""
     total_timesteps: int = 1_000_000
-    """environment steps to train for, summed over all envs"""
-    num_envs: int = 8
-    """parallel environments stepped together by envpool (sync mode)"""
+    """environment steps to train for, summed over all envs (and all MPI ranks)"""
+    num_envs: int = 16
+    """parallel environments stepped together by envpool (sync mode), per MPI rank"""
     cuda: bool = True
     """use a CUDA GPU when one is present (--no-cuda forces the CPU)"""
     torch_threads: int = 1
@@ -74,12 +74,12 @@ class Args:
     """run directory to continue: its saved config is used; pass --total-timesteps to extend it"""
     # ---- algorithm (Spinning Up names) ----
     steps_per_epoch: int = 2_000
-    """env steps per epoch, summed over envs: the batch D_k of [L3] (a multiple of num_envs)"""
+    """env steps per epoch summed over envs and MPI ranks: the batch D_k of [L3] (a multiple of num_envs x ranks)"""
     gamma: float = 0.99
     """discount factor gamma [L4, L5]"""
     lam: float = 0.95
     """GAE lambda [L5]; the value targets R_t are lambda-returns (lam=1: plain rewards-to-go) [L4]"""
-    pi_lr: float = 1e-3
+    pi_lr: float = 3e-3
     """policy Adam learning rate: one step per epoch [L7]"""
     vf_lr: float = 1e-3
     """value function Adam learning rate [L8]"""
@@ -107,7 +107,7 @@ class ConfigError(ValueError):
     """Bad user input (unknown env, impossible sizes): printed as one line, exit code 2."""
 
 
-def check_args(args: Args) -> None:
+def check_args(args: Args, world: int = 1) -> None:
     """Raise ConfigError when a size is not positive, a rate is out of range or the batch cannot be split."""
     positive = "total_timesteps num_envs torch_threads save_every steps_per_epoch train_v_iters num_minibatches"
     for name in positive.split():
@@ -117,10 +117,10 @@ def check_args(args: Args) -> None:
         raise ConfigError("--hidden-sizes and --max-episode-steps must be positive")
     if not (0 < args.gamma <= 1 and 0 <= args.lam <= 1 and min(args.pi_lr, args.vf_lr) > 0):
         raise ConfigError("need 0 < gamma <= 1, 0 <= lam <= 1 and positive learning rates")
-    if args.steps_per_epoch % args.num_envs or args.steps_per_epoch < args.num_minibatches:
+    if args.steps_per_epoch % (args.num_envs * world) or args.steps_per_epoch < args.num_minibatches * world:
         raise ConfigError(
-            f"--steps-per-epoch ({args.steps_per_epoch}) must be a multiple of --num-envs "
-            f"({args.num_envs}) and at least --num-minibatches ({args.num_minibatches})"
+            f"--steps-per-epoch ({args.steps_per_epoch}) must be a multiple of --num-envs ({args.num_envs}) x "
+            f"{world} MPI ranks and at least --num-minibatches ({args.num_minibatches}) x ranks"
         )
     if args.total_timesteps < args.steps_per_epoch:
         raise ConfigError(
@@ -163,27 +163,30 @@ class GymnasiumPool:
         self.envs.close()
 
 
-def make_envs(env_id: str, num_envs: int, seeds: list[int], max_episode_steps: Optional[int] = None):
+def make_envs(env_id: str, num_envs: int, seeds: list[int], max_episode_steps: Optional[int] = None, threads: int = 0):
     """Build `num_envs` envs of `env_id` in sync mode, envpool first, gymnasium as a fallback.
 
-    seeds: one int32 seed per env. Returns an object with envpool's gymnasium interface:
-    `reset(env_ids=None) -> (obs[len(ids), ...], info)`, `step(act) -> (obs, rew, term, trunc, info)`,
+    seeds: one int32 seed per env; threads: envpool worker threads (0: envpool's choice). Returns an
+    object with envpool's gymnasium interface: `reset(env_ids=None) -> (obs[len(ids), ...], info)`,
+    `step(act) -> (obs, rew, term, trunc, info)`,
     single-env `observation_space`/`action_space`. Raises ConfigError for an id neither knows,
     naming the closest known ids. envpool docs: https://envpool.readthedocs.io/en/latest/
     """
     warnings.filterwarnings("ignore", message=".*precision lowered by casting.*")  # [impl] envpool's float32 Box
     if env_id in envpool.list_all_envs():
         kw = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
-        return envpool.make_gymnasium(env_id, num_envs=num_envs, batch_size=num_envs, seed=seeds, **kw)
+        return envpool.make_gymnasium(
+            env_id, num_envs=num_envs, batch_size=num_envs, seed=seeds, num_threads=threads, **kw
+        )
     if env_id in gym.registry:
         return GymnasiumPool(env_id, num_envs, seeds, max_episode_steps)
     close = difflib.get_close_matches(env_id, list(envpool.list_all_envs()) + list(gym.registry), n=5, cutoff=0.5)
     raise ConfigError(f"unknown env id {env_id!r}; closest known ids: {', '.join(close) or '(none)'}")
 
 
-def env_seeds(seed: int, num_envs: int, stream: int = 0) -> list[int]:
-    """Per-env int32 seeds from `seed`; streams never share seeds (train 0, eval 1, k-th resume 2 + k)."""
-    return (np.random.SeedSequence([seed, stream]).generate_state(num_envs) % 2**31).tolist()
+def env_seeds(seed: int, num_envs: int, stream: int = 0, rank: int = 0) -> list[int]:
+    """Per-env int32 seeds from `seed`; streams (train 0, eval 1, k-th resume 2 + k) and MPI ranks never share."""
+    return (np.random.SeedSequence([seed, stream, rank]).generate_state(num_envs) % 2**31).tolist()
 
 
 # ------------------------------------------------------------------ statistics
@@ -198,12 +201,18 @@ class RunningMeanStd:
         self.mean, self.var, self.count = np.zeros(shape), np.ones(shape), 0.0
         self.eps, self.clip = eps, clip
 
-    def update(self, x: np.ndarray) -> None:
+    def update(self, x: np.ndarray, comm=None) -> None:
+        """Merge the batch x [B, *shape] (and, under MPI, every rank's batch, in rank order)."""
         x = np.asarray(x, dtype=np.float64).reshape(-1, *self.mean.shape)
-        b_mean, b_var, b_count = x.mean(0), x.var(0), x.shape[0]
-        delta, total = b_mean - self.mean, self.count + b_count
-        m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total
-        self.mean, self.var, self.count = np.asarray(self.mean + delta * b_count / total), np.asarray(m2 / total), total
+        batches = [(x.mean(0), x.var(0), x.shape[0])]
+        for b_mean, b_var, b_count in comm.allgather(batches[0]) if comm is not None else batches:
+            delta, total = b_mean - self.mean, self.count + b_count
+            m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total
+            self.mean, self.var, self.count = (
+                np.asarray(self.mean + delta * b_count / total),
+                np.asarray(m2 / total),
+                total,
+            )
 
     def normalize(self, x: np.ndarray) -> np.ndarray:
         return np.clip((x - self.mean) / np.sqrt(self.var + self.eps), -self.clip, self.clip).astype(np.float32)
@@ -350,6 +359,43 @@ def explained_variance(pred: np.ndarray, target: np.ndarray) -> float:
     return float("nan") if var == 0 else float(1 - np.var(target - pred) / var)
 
 
+# ------------------------------------------------------------------ MPI data parallelism
+def mpi_comm():
+    """MPI.COMM_WORLD when started by mpiexec/srun with more than one process, else None.
+
+    mpi4py is imported only under such a launch (PMI_SIZE or OMPI_COMM_WORLD_SIZE > 1), so a plain
+    `python vpg.py` never loads MPI and runs where mpi4py is missing or cannot load.
+    """
+    if int(os.environ.get("PMI_SIZE") or os.environ.get("OMPI_COMM_WORLD_SIZE") or 1) <= 1:
+        return None
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD
+
+
+def mpi_sum(comm, x) -> np.ndarray:
+    """Elementwise sum over ranks of a small float64 array (x itself without MPI)."""
+    x = np.asarray(x, dtype=np.float64)
+    return x if comm is None else comm.allreduce(x)
+
+
+def mpi_average_grads(comm, params: list[nn.Parameter]) -> None:
+    """Replace every .grad by its mean over ranks, in place, with one Allreduce of the flat gradient.
+
+    Each rank's loss is a mean over its equal-sized share of the minibatch, so the averaged gradient
+    equals the gradient of the mean loss over the concatenated minibatch.
+    """
+    if comm is None:
+        return
+    params = [p for p in params if p.grad is not None]  # e.g. the unused log_std of a Categorical policy
+    flat = torch.cat([p.grad.reshape(-1) for p in params]).cpu().numpy().astype(np.float64)
+    total = np.empty_like(flat)
+    comm.Allreduce(flat, total)  # buffer-based sum
+    flat = torch.from_numpy(total / comm.Get_size()).float()
+    for p, g in zip(params, flat.split([p.numel() for p in params]), strict=True):
+        p.grad.copy_(g.view_as(p))
+
+
 # ------------------------------------------------------------------ run directory
 class RunLogger:
     """The run directory `<data_dir>/<env_id>__<exp_name>__<seed>__<unix time>/` and what goes in it.
@@ -467,29 +513,35 @@ def train(args: Args) -> dict:
     episodes), recent_returns (their list), SPS, run_dir, interrupted. Raises ConfigError on bad input.
     """
     args, ckpt = load_resume(args) if args.resume else (args, None)  # [impl] --resume: the run's own config
-    check_args(args)
+    comm = mpi_comm()  # [impl] MPI data parallelism: None unless launched by mpiexec/srun with > 1 process
+    rank, world = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
+    check_args(args, world)
+    if ckpt is not None and ckpt.get("world", 1) != world:
+        raise ConfigError(f"{args.resume} was trained on {ckpt.get('world', 1)} MPI ranks; resume it with as many")
     # [impl] seeding: python, numpy, torch, and explicit per-env seeds for envpool (fresh ones on resume)
     random.seed(args.seed)
     np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
+    torch.manual_seed(args.seed + 10_000 * rank)
     torch.set_num_threads(args.torch_threads)
     device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
-    seeds = env_seeds(args.seed, args.num_envs, stream=2 + len(ckpt["resumes"]) if ckpt else 0)
-    envs = make_envs(args.env_id, args.num_envs, seeds, args.max_episode_steps)
+    seeds = env_seeds(args.seed, args.num_envs, stream=2 + len(ckpt["resumes"]) if ckpt else 0, rank=rank)
+    threads = max(1, (os.cpu_count() or 1) // world) if comm is not None else 0  # [impl] no oversubscription
+    envs = make_envs(args.env_id, args.num_envs, seeds, args.max_episode_steps, threads)
     discrete = isinstance(envs.action_space, gym.spaces.Discrete)
     if not discrete and not isinstance(envs.action_space, gym.spaces.Box):
         raise ConfigError(f"{args.env_id}: vpg.py needs a Box or Discrete action space, not {envs.action_space}")
     obs_dim = int(np.prod(envs.observation_space.shape))
     act_dim = int(envs.action_space.n) if discrete else int(np.prod(envs.action_space.shape))
     low, high = (np.zeros(1), np.zeros(1)) if discrete else (envs.action_space.low, envs.action_space.high)
-    T, N = args.steps_per_epoch // args.num_envs, args.num_envs  # [impl] derived sizes
-    num_epochs, mb_size = args.total_timesteps // args.steps_per_epoch, args.steps_per_epoch // args.num_minibatches
+    T, N = args.steps_per_epoch // (args.num_envs * world), args.num_envs  # [impl] derived sizes, per rank
+    num_epochs, mb_size = args.total_timesteps // args.steps_per_epoch, T * N // args.num_minibatches
 
     # [L1] initial policy parameters theta_0 and value function parameters phi_0
     pi = Actor(obs_dim, act_dim, args.hidden_sizes, discrete).to(device)
     vf = mlp([obs_dim, *args.hidden_sizes, 1]).to(device)
-    pi_opt = torch.optim.Adam(pi.parameters(), lr=args.pi_lr, eps=1e-5, fused=True)
-    vf_opt = torch.optim.Adam(vf.parameters(), lr=args.vf_lr, eps=1e-5, fused=True)
+    pi_params, vf_params = list(pi.parameters()), list(vf.parameters())
+    pi_opt = torch.optim.Adam(pi_params, lr=args.pi_lr, eps=1e-5, fused=True)
+    vf_opt = torch.optim.Adam(vf_params, lr=args.vf_lr, eps=1e-5, fused=True)
     obs_rms, ret_rms = RunningMeanStd((obs_dim,)), RunningMeanStd(())
     state = {"pi": pi, "vf": vf, "pi_opt": pi_opt, "vf_opt": vf_opt, "obs_rms": obs_rms, "ret_rms": ret_rms}
     if ckpt is None:
@@ -498,25 +550,33 @@ def train(args: Args) -> dict:
             run_dir += "_"
         policy_info = {"file": "policy.pt2", "obs_dim": obs_dim, "noise_dim": act_dim, "discrete": discrete}
         policy_info["noise"] = "gumbel" if discrete else "normal"
-        log = RunLogger(run_dir, {"algo": "vpg", "args": asdict(args), "policy": policy_info})
+        config = {"algo": "vpg", "args": asdict(args), "policy": policy_info, "mpi_ranks": world}
+        log = RunLogger(run_dir, config) if rank == 0 else None  # [impl] only rank 0 writes files
         start_epoch, resumes = 0, []
     else:
         run_dir = args.resume
-        log = RunLogger(run_dir, resume_step=ckpt["global_step"])
+        log = RunLogger(run_dir, resume_step=ckpt["global_step"]) if rank == 0 else None
         for key, obj in state.items():
             obj.load_state_dict(ckpt[key])
         random.setstate(ckpt["rng"]["python"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         start_epoch, resumes = ckpt["epoch"], ckpt["resumes"] + [ckpt["global_step"]]
+    if comm is not None:  # [impl] MPI: every rank starts from rank 0's parameters and run directory
+        run_dir = comm.bcast(run_dir)
+        for module in (pi, vf):
+            module.load_state_dict(comm.bcast(module.state_dict()))
 
     def save(epoch: int) -> None:  # [impl] checkpoint (resume) and policy artifact (deployment)
         checkpoint = {k: v.state_dict() for k, v in state.items()}
         rng = {"python": random.getstate(), "torch": torch.get_rng_state()}
         checkpoint.update(algo="vpg", epoch=epoch, global_step=epoch * args.steps_per_epoch, resumes=resumes, rng=rng)
+        checkpoint["world"] = world
+        if rank != 0:
+            return
         policy = ExportedPolicy(copy.deepcopy(pi).cpu(), obs_rms if args.norm_obs else None, low, high)
         log.save(checkpoint, policy, (torch.zeros(2, obs_dim), torch.zeros(2, act_dim)))
 
-    # [impl] Ctrl-C / SIGTERM: finish the current env step, save the last full epoch, exit cleanly
+    # [impl] Ctrl-C / SIGTERM: finish the rollout, save the last full epoch, exit cleanly
     stop = {"signal": None}
 
     def on_signal(signum, frame):
@@ -534,14 +594,14 @@ def train(args: Args) -> dict:
     epoch = start_epoch
     global_step = start_step = start_epoch * args.steps_per_epoch
     start_time = time.time()
-    bar = tqdm(total=num_epochs * args.steps_per_epoch, initial=global_step, unit="step", disable=None)
+    bar = tqdm(total=num_epochs * args.steps_per_epoch, initial=global_step, unit="step", disable=rank or None)
     try:
         for epoch in range(start_epoch, num_epochs):  # [L2, L9] for k = 0, 1, 2, ... end for
             if args.anneal_lr:  # [impl] linear learning-rate annealing
                 frac = 1.0 - epoch / num_epochs
                 pi_opt.param_groups[0]["lr"], vf_opt.param_groups[0]["lr"] = frac * args.pi_lr, frac * args.vf_lr
             # [L3] collect D_k by running pi_k; the observation normaliser stays frozen during the rollout
-            ep_done_ret, ep_done_len = [], []
+            ep_done = []  # (return, length, global step) of the episodes that ended in this rollout
             for t in range(T):
                 obs = norm(raw_obs)
                 with torch.no_grad():
@@ -569,75 +629,88 @@ def train(args: Args) -> dict:
                     raw_obs = raw_obs.copy()
                     raw_obs[ids] = np.asarray(envs.reset(ids)[0], dtype=np.float32).reshape(len(ids), obs_dim)
                     for i in ids:  # [impl] episode statistics, counted by the script
-                        ep_done_ret.append(ep_ret[i]), ep_done_len.append(ep_len[i]), recent.append(ep_ret[i])
-                        log.episode(ep_ret[i], ep_len[i], global_step + (t + 1) * N)
-                    episodes, ep_ret[ids], ep_len[ids], disc_ret[ids] = episodes + len(ids), 0.0, 0, 0.0
-                bar.update(N)
-                if stop["signal"] is not None:
-                    raise KeyboardInterrupt
-            global_step += args.steps_per_epoch
+                        ep_done.append((float(ep_ret[i]), int(ep_len[i]), global_step + (t + 1) * N * world))
+                    ep_ret[ids], ep_len[ids], disc_ret[ids] = 0.0, 0, 0.0
+                bar.update(N * world)
+            # [impl] MPI: gather every rank's episodes; all ranks stop together when any one got Ctrl-C/SIGTERM
+            ep_done = sum(comm.allgather(ep_done), []) if comm is not None else ep_done
+            if mpi_sum(comm, stop["signal"] is not None) > 0:
+                raise KeyboardInterrupt
+            for ret_i, len_i, step_i in ep_done if log is not None else ():
+                log.episode(ret_i, len_i, step_i)
+            episodes, global_step = episodes + len(ep_done), global_step + args.steps_per_epoch
+            recent.extend(r for r, _, _ in ep_done)
 
             # [L4, L5] values of s_t and of the true s'_t, then GAE advantages and lambda-return targets
             if args.norm_rew:  # [impl] reward scale: std of the discounted return, updated once per epoch
-                ret_rms.update(buf.disc_ret)
+                ret_rms.update(buf.disc_ret, comm)
             rew = buf.rew / np.sqrt(ret_rms.var + ret_rms.eps) if args.norm_rew else buf.rew
             with torch.no_grad():
                 v_all = vf(torch.from_numpy(np.concatenate([buf.obs, buf.next_obs])).to(device)).squeeze(-1)
             v, next_v = np.split(v_all.cpu().numpy(), 2)
             adv, ret = gae(rew, v, next_v, buf.term, buf.done, args.gamma, args.lam)
-            if args.norm_adv:  # [impl] advantage normalisation over the batch, as in Spinning Up
-                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            if args.norm_adv:  # [impl] advantage normalisation over the (global) batch, as in Spinning Up
+                total, total_sq, count = mpi_sum(comm, [adv.sum(), (adv**2).sum(), adv.size])
+                adv_mean = total / count
+                adv = (adv - adv_mean) / (np.sqrt(max(total_sq / count - adv_mean**2, 0.0)) + 1e-8)
             if args.norm_obs:  # [impl] update the normaliser once per epoch, after the batch is fixed
-                obs_rms.update(buf.raw_obs.reshape(-1, obs_dim))
+                obs_rms.update(buf.raw_obs.reshape(-1, obs_dim), comm)
             b_obs, b_act = (torch.from_numpy(x.reshape(T * N, *x.shape[2:])).to(device) for x in (buf.obs, buf.act))
-            b_logp_old, b_adv, b_ret = (torch.from_numpy(x.reshape(-1)).to(device) for x in (buf.logp, adv, ret))
+            b_adv = adv.astype(np.float32)
+            b_logp_old, b_adv, b_ret = (torch.from_numpy(x.reshape(-1)).to(device) for x in (buf.logp, b_adv, ret))
 
             # [L6] policy gradient estimate g_k: the gradient of mean_t log pi(a_t|s_t) A_t at theta_k
             logp, _ = pi.logp_entropy(b_obs, b_act)
             loss_pi = -(logp * b_adv).mean()
             pi_opt.zero_grad(set_to_none=True)
             loss_pi.backward()
+            mpi_average_grads(comm, pi_params)  # [impl] MPI: the gradient of the global batch on all ranks
             if args.max_grad_norm is not None:  # [impl] gradient-norm clipping
-                nn.utils.clip_grad_norm_(pi.parameters(), args.max_grad_norm)
+                nn.utils.clip_grad_norm_(pi_params, args.max_grad_norm)
             # [L7] one gradient ascent step (Adam) on the whole batch
             pi_opt.step()
             with torch.no_grad():  # [impl] approx KL(pi_k || pi_k+1) on the batch, E[(r - 1) - log r]
                 logp, ent = pi.logp_entropy(b_obs, b_act)
                 log_ratio = logp - b_logp_old
-                approx_kl = ((log_ratio.exp() - 1) - log_ratio).mean().item()
+                approx_kl = float(mpi_sum(comm, ((log_ratio.exp() - 1) - log_ratio).mean().item())) / world
 
             # [L8] value function: regression on (V(s_t) - R_t)^2 with minibatch Adam
             for _ in range(args.train_v_iters):
-                for idx in torch.randperm(args.steps_per_epoch, device=device).split(mb_size):
+                for idx in torch.randperm(T * N, device=device).split(mb_size):
                     loss_v = (vf(b_obs[idx]).squeeze(-1) - b_ret[idx]).pow(2).mean()
                     vf_opt.zero_grad(set_to_none=True)
                     loss_v.backward()
+                    mpi_average_grads(comm, vf_params)
                     if args.max_grad_norm is not None:
-                        nn.utils.clip_grad_norm_(vf.parameters(), args.max_grad_norm)
+                        nn.utils.clip_grad_norm_(vf_params, args.max_grad_norm)
                     vf_opt.step()
 
             # [impl] logging: the epoch line, progress.csv and TensorBoard carry the same numbers
             with torch.no_grad():
                 loss_v = (vf(b_obs).squeeze(-1) - b_ret).pow(2).mean().item()
-            stat = lambda f, x: float(f(x)) if len(x) else float("nan")  # noqa: E731
+            rets, lens = [r for r, _, _ in ep_done] or [float("nan")], [n for _, n, _ in ep_done] or [float("nan")]
             row = {"global_step": global_step, "epoch": epoch + 1, "episodes": episodes}
-            row.update(episodic_return=stat(np.mean, ep_done_ret), episodic_length=stat(np.mean, ep_done_len))
-            row.update(episodic_return_min=stat(np.min, ep_done_ret), episodic_return_max=stat(np.max, ep_done_ret))
+            row.update(
+                episodic_return=np.mean(rets), episodic_return_min=np.min(rets), episodic_return_max=np.max(rets)
+            )
+            row.update(episodic_length=np.mean(lens))
             row.update(policy_loss=loss_pi.item(), value_loss=loss_v, entropy=ent.mean().item(), approx_kl=approx_kl)
             row.update(explained_variance=explained_variance(v.reshape(-1), ret.reshape(-1)))
             row.update(learning_rate=pi_opt.param_groups[0]["lr"], time=time.time() - start_time)
             row.update(SPS=int((global_step - start_step) / row["time"]))
-            bar.write(log.epoch(row))
+            if log is not None:
+                bar.write(log.epoch(row))
             if (epoch + 1) % args.save_every == 0 or epoch + 1 == num_epochs:
                 save(epoch + 1)
         epoch = num_epochs
     except KeyboardInterrupt:
         # [impl] the interrupted epoch's partial rollout is dropped; networks are as after the last full epoch
-        bar.write(f"interrupted: saved epoch {epoch} of {run_dir}; continue with: python vpg.py --resume {run_dir}")
         save(epoch)
+        if rank == 0:
+            print(f"interrupted: saved epoch {epoch} of {run_dir}; continue with: python vpg.py --resume {run_dir}")
         stop["signal"] = stop["signal"] or signal.SIGINT
     finally:
-        bar.close(), log.close(), envs.close()
+        bar.close(), envs.close(), log is not None and log.close()
         for s, h in old_handlers.items():
             signal.signal(s, h)
     end_step = epoch * args.steps_per_epoch
@@ -651,5 +724,6 @@ if __name__ == "__main__":
     try:
         metrics = train(tyro.cli(Args))
     except ConfigError as e:
-        sys.exit(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     sys.exit(130 if metrics["interrupted"] else 0)  # [impl] 130: the shell's code for a Ctrl-C'd program
