@@ -20,11 +20,17 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import ROOT, run_script
 
+# tiny Pendulum-v1 runs of the off-policy scripts: 50-step episodes, short random phase, 2 test episodes
+OFF_POLICY = {"env_id": "Pendulum-v1", "total_timesteps": 400, "steps_per_epoch": 100, "start_steps": 100}
+OFF_POLICY.update(update_after=100, batch_size=32, num_test_episodes=2, max_episode_steps=50)
 # script -> (tiny Args for a quick run, the same as CLI flags)
 SCRIPTS = {
     "ppo": {"env_id": "CartPole-v1", "total_timesteps": 4096, "steps_per_epoch": 1024, "num_envs": 4},
     "vpg": {"env_id": "CartPole-v1", "total_timesteps": 4096, "steps_per_epoch": 1024, "num_envs": 4},
     "trpo": {"env_id": "CartPole-v1", "total_timesteps": 4096, "steps_per_epoch": 1024, "num_envs": 4},
+    "ddpg": OFF_POLICY,
+    "td3": OFF_POLICY,
+    "sac": OFF_POLICY,
 }
 
 
@@ -53,7 +59,9 @@ def test_run_directory_has_every_file(name, tmp_path):
     assert [int(r["global_step"]) for r in rows] == [args["steps_per_epoch"] * (i + 1) for i in range(epochs)]
     acc = EventAccumulator(run_dir)
     acc.Reload()
-    for key in ("charts/episodic_return", "charts/episodic_length", "charts/SPS", "losses/value_loss"):
+    keys = ["charts/episodic_return", "charts/episodic_length", "charts/SPS"]
+    keys += ["losses/qf1_loss", "eval/episodic_return"] if "qf1_loss" in rows[0] else ["losses/value_loss"]
+    for key in keys:
         assert key in acc.Tags()["scalars"], key
     ckpt = torch.load(os.path.join(run_dir, "checkpoint.pt"), weights_only=True)
     assert ckpt["global_step"] == metrics["global_step"] == args["total_timesteps"]
