@@ -77,14 +77,14 @@ class Args:
     """torch CPU threads (small networks run fastest on one; envpool has its own threads)"""
     data_dir: str = "runs"
     """directory under which each run gets its own directory"""
-    save_every: int = 25
+    save_every: int = 100
     """write the checkpoint and the policy artifact every this many epochs (and at the end)"""
     resume: Optional[str] = None
     """run directory to continue: its saved config is used; pass --total-timesteps to extend it"""
     # ---- algorithm (Spinning Up names) ----
     algo: Literal["trpo", "npg"] = "trpo"
     """trpo: backtracking line search [L9]; npg: natural policy gradient, always the full step"""
-    steps_per_epoch: int = 2_000
+    steps_per_epoch: int = 800
     """env steps per epoch summed over envs and MPI ranks: the batch D_k of [L4] (a multiple of num_envs x ranks)"""
     gamma: float = 0.99
     """discount factor gamma [L5, L6]"""
@@ -776,7 +776,7 @@ def train(args: Args) -> dict:
             ep_done = []  # (return, length, global step) of the episodes that ended in this rollout
             for t in range(T):
                 obs = norm(raw_obs)
-                with torch.no_grad():
+                with torch.inference_mode():
                     out = pi(torch.from_numpy(obs).to(device))
                     if discrete:
                         act = torch.multinomial(torch.softmax(out, -1), 1).squeeze(-1)
@@ -817,7 +817,7 @@ def train(args: Args) -> dict:
             if args.norm_rew:  # [impl] reward scale: std of the discounted return, updated once per epoch
                 ret_rms.update(buf.disc_ret, comm)
             rew = buf.rew / np.sqrt(ret_rms.var + ret_rms.eps) if args.norm_rew else buf.rew
-            with torch.no_grad():
+            with torch.inference_mode():
                 v_all = vf(torch.from_numpy(np.concatenate([buf.obs, buf.next_obs])).to(device)).squeeze(-1)
             v, next_v = np.split(v_all.cpu().numpy(), 2)
             adv, ret = gae(rew, v, next_v, buf.term, buf.done, args.gamma, args.lam)
@@ -857,7 +857,8 @@ def train(args: Args) -> dict:
                 episodic_return=np.mean(rets), episodic_return_min=np.min(rets), episodic_return_max=np.max(rets)
             )
             row.update(episodic_length=np.mean(lens))
-            row.update(policy_loss=-step["surr_old"], value_loss=loss_v, entropy=ent.mean().item())
+            # policy_loss: -L(theta_k+1), the surrogate loss after the step (before it: -mean(adv) = 0)
+            row.update(policy_loss=-step["surr"], value_loss=loss_v, entropy=ent.mean().item())
             # approx_kl (CleanRL's key): here the exact sample-average KL(pi_k || pi_k+1) after the step
             row.update(approx_kl=step["kl"], backtrack_iters=step["backtrack_iters"], accepted=step["accepted"])
             row.update(explained_variance=explained_variance(v.reshape(-1), ret.reshape(-1)))

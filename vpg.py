@@ -68,12 +68,12 @@ class Args:
     """torch CPU threads (small networks run fastest on one; envpool has its own threads)"""
     data_dir: str = "runs"
     """directory under which each run gets its own directory"""
-    save_every: int = 25
+    save_every: int = 100
     """write the checkpoint and the policy artifact every this many epochs (and at the end)"""
     resume: Optional[str] = None
     """run directory to continue: its saved config is used; pass --total-timesteps to extend it"""
     # ---- algorithm (Spinning Up names) ----
-    steps_per_epoch: int = 2_000
+    steps_per_epoch: int = 800
     """env steps per epoch summed over envs and MPI ranks: the batch D_k of [L3] (a multiple of num_envs x ranks)"""
     gamma: float = 0.99
     """discount factor gamma [L4, L5]"""
@@ -604,7 +604,7 @@ def train(args: Args) -> dict:
             ep_done = []  # (return, length, global step) of the episodes that ended in this rollout
             for t in range(T):
                 obs = norm(raw_obs)
-                with torch.no_grad():
+                with torch.inference_mode():
                     out = pi(torch.from_numpy(obs).to(device))
                     if discrete:
                         act = torch.multinomial(torch.softmax(out, -1), 1).squeeze(-1)
@@ -645,7 +645,7 @@ def train(args: Args) -> dict:
             if args.norm_rew:  # [impl] reward scale: std of the discounted return, updated once per epoch
                 ret_rms.update(buf.disc_ret, comm)
             rew = buf.rew / np.sqrt(ret_rms.var + ret_rms.eps) if args.norm_rew else buf.rew
-            with torch.no_grad():
+            with torch.inference_mode():
                 v_all = vf(torch.from_numpy(np.concatenate([buf.obs, buf.next_obs])).to(device)).squeeze(-1)
             v, next_v = np.split(v_all.cpu().numpy(), 2)
             adv, ret = gae(rew, v, next_v, buf.term, buf.done, args.gamma, args.lam)
