@@ -833,7 +833,7 @@ def train(args: Args) -> dict:
 
             # [L7, L8, L9] policy: gradient, conjugate gradient, line search (see trpo_update)
             hp = (args.delta, args.damping, args.cg_iters, args.backtrack_iters, args.backtrack_coeff)
-            step = trpo_update(pi, (b_obs, b_act, b_adv, b_logp_old), *hp, npg=args.algo == "npg", comm=comm)
+            stats = trpo_update(pi, (b_obs, b_act, b_adv, b_logp_old), *hp, npg=args.algo == "npg", comm=comm)
             with torch.no_grad():
                 _, ent = pi.logp_entropy(b_obs, b_act)
 
@@ -843,8 +843,8 @@ def train(args: Args) -> dict:
                     loss_v = (vf(b_obs[idx]).squeeze(-1) - b_ret[idx]).pow(2).mean()
                     vf_opt.zero_grad(set_to_none=True)
                     loss_v.backward()
-                    mpi_average_grads(comm, vf_params)
-                    if args.max_grad_norm is not None:
+                    mpi_average_grads(comm, vf_params)  # [impl] MPI: identical steps on all ranks
+                    if args.max_grad_norm is not None:  # [impl] gradient-norm clipping
                         nn.utils.clip_grad_norm_(vf_params, args.max_grad_norm)
                     vf_opt.step()
 
@@ -858,9 +858,9 @@ def train(args: Args) -> dict:
             )
             row.update(episodic_length=np.mean(lens))
             # policy_loss: -L(theta_k+1), the surrogate loss after the step (before it: -mean(adv) = 0)
-            row.update(policy_loss=-step["surr"], value_loss=loss_v, entropy=ent.mean().item())
+            row.update(policy_loss=-stats["surr"], value_loss=loss_v, entropy=ent.mean().item())
             # approx_kl (CleanRL's key): here the exact sample-average KL(pi_k || pi_k+1) after the step
-            row.update(approx_kl=step["kl"], backtrack_iters=step["backtrack_iters"], accepted=step["accepted"])
+            row.update(approx_kl=stats["kl"], backtrack_iters=stats["backtrack_iters"], accepted=stats["accepted"])
             row.update(explained_variance=explained_variance(v.reshape(-1), ret.reshape(-1)))
             row.update(learning_rate=vf_opt.param_groups[0]["lr"], time=time.time() - start_time)
             row.update(SPS=int((global_step - start_step) / row["time"]))
