@@ -1,5 +1,6 @@
 """Shared fixtures: short real runs of the algorithm scripts, made once per test session."""
 
+import importlib
 import os
 import subprocess
 import sys
@@ -37,14 +38,26 @@ def hopper_run(tmp_path_factory) -> dict:
     return tiny_ppo_run(tmp_path_factory, "Hopper-v4", total_timesteps=4096, steps_per_epoch=2048, max_episode_steps=50)
 
 
-# script -> fixture of a finished tiny run on a Box task; test_policy's tests run every entry
-ALGO_RUNS = {"ppo": "hopper_run"}
+# tiny Pendulum-v1 runs of the off-policy scripts: 50-step episodes, short random phase, 2 test episodes
+OFF_POLICY = {"env_id": "Pendulum-v1", "total_timesteps": 400, "steps_per_epoch": 100, "start_steps": 100}
+OFF_POLICY.update(update_after=100, batch_size=32, num_test_episodes=2, max_episode_steps=50)
+# script -> tiny Args of a run on a Box task; test_policy's tests replay one run of every entry
+BOX_RUNS = {
+    "ppo": None,  # the hopper_run fixture
+    "vpg": {"env_id": "Hopper-v4", "total_timesteps": 1600, "steps_per_epoch": 800, "max_episode_steps": 50},
+    "trpo": {"env_id": "Hopper-v4", "total_timesteps": 1600, "steps_per_epoch": 800, "max_episode_steps": 50},
+}
+BOX_RUNS.update(ddpg=OFF_POLICY, td3=OFF_POLICY, sac=OFF_POLICY)
 
 
-@pytest.fixture(scope="session", params=sorted(ALGO_RUNS))
-def algo_run(request) -> dict:
-    """train()'s metrics of a tiny run of each script in ALGO_RUNS (parametrised by script name)."""
-    return request.getfixturevalue(ALGO_RUNS[request.param])
+@pytest.fixture(scope="session", params=sorted(BOX_RUNS))
+def algo_run(request, tmp_path_factory) -> dict:
+    """train()'s metrics of a tiny Box-task run of each script in BOX_RUNS (parametrised by script name)."""
+    if BOX_RUNS[request.param] is None:
+        return request.getfixturevalue("hopper_run")
+    module = importlib.import_module(request.param)
+    data_dir = tmp_path_factory.mktemp(f"box_{request.param}")
+    return module.train(module.Args(**BOX_RUNS[request.param], save_every=1, data_dir=str(data_dir), cuda=False))
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, *words: str) -> None:

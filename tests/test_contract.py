@@ -18,11 +18,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ROOT, run_script
+from conftest import OFF_POLICY, ROOT, assert_one_line_error, run_script
 
-# tiny Pendulum-v1 runs of the off-policy scripts: 50-step episodes, short random phase, 2 test episodes
-OFF_POLICY = {"env_id": "Pendulum-v1", "total_timesteps": 400, "steps_per_epoch": 100, "start_steps": 100}
-OFF_POLICY.update(update_after=100, batch_size=32, num_test_episodes=2, max_episode_steps=50)
 # script -> (tiny Args for a quick run, the same as CLI flags)
 SCRIPTS = {
     "ppo": {"env_id": "CartPole-v1", "total_timesteps": 4096, "steps_per_epoch": 1024, "num_envs": 4},
@@ -133,9 +130,7 @@ def test_script_runs_alone_in_an_empty_folder(name, tmp_path):
 )
 def test_bad_input_exits_with_one_line(name, flags, message, tmp_path):
     result = run_script(f"{name}.py", *flags, "--data-dir", str(tmp_path), "--no-cuda")
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.stderr
+    assert_one_line_error(result, message)
     assert not list(tmp_path.iterdir())  # nothing written
 
 

@@ -12,7 +12,7 @@ import torch
 
 from conftest import ROOT, run_script
 
-MPI_SCRIPTS = ["ppo"]
+MPI_SCRIPTS = ["ppo", "vpg", "trpo"]
 MPIEXEC = shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or shutil.which("mpiexec")
 pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec: pip install -r requirements.txt provides it")
 
