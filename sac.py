@@ -101,8 +101,7 @@ class Args:
     alpha: float = 0.2
     """entropy coefficient alpha [L12, L14]; with --autotune, its initial value"""
     autotune: bool = False
-    """tune alpha to keep the policy entropy near target_entropy [L15]; off: fixed alpha, which gave the
-    best published 1M-step results on Hopper, HalfCheetah and Walker2d (Spinning Up, Tianshou)"""
+    """tune alpha towards target_entropy [L15]; off (fixed alpha): the best 1M results on Hopper/HalfCheetah/Walker2d"""
     target_entropy: Optional[float] = None
     """target entropy of --autotune [L15]; None: -act_dim"""
     alpha_lr: float = 3e-4
@@ -114,8 +113,7 @@ class Args:
     update_after: int = 1_000
     """no update before the buffer holds this many transitions [L9]"""
     update_every: int = 50
-    """env steps (summed over envs) between update rounds of update_every gradient steps each: one gradient
-    step per env step [L9, L10] (a multiple of num_envs)"""
+    """env steps (summed over envs) between rounds of update_every gradient steps [L9, L10] (a multiple of num_envs)"""
     num_test_episodes: int = 10
     """deterministic test episodes (the mean action) at the end of every epoch, on separately seeded envs"""
     hidden_sizes: tuple[int, ...] = (256, 256)
@@ -123,8 +121,7 @@ class Args:
     max_episode_steps: Optional[int] = None
     """time limit of an episode (truncation); None keeps the env's own"""
     save_buffer: bool = False
-    """[impl] put the replay buffer in checkpoint.pt, so --resume continues with the same data (large:
-    4 bytes x (2 obs_dim + act_dim + 2) per transition); off: a resumed run refills an empty buffer"""
+    """[impl] save the replay buffer in checkpoint.pt (1M Hopper steps: 108 MB); off: a resumed run refills it"""
 
 
 class ConfigError(ValueError):
@@ -189,18 +186,21 @@ class GymnasiumPool:
         self.envs.close()
 
 
-def make_envs(env_id: str, num_envs: int, seeds: list[int], max_episode_steps: Optional[int] = None):
+def make_envs(env_id: str, num_envs: int, seeds: list[int], max_episode_steps: Optional[int] = None, threads: int = 0):
     """Build `num_envs` envs of `env_id` in sync mode, envpool first, gymnasium as a fallback.
 
-    seeds: one int32 seed per env. Returns an object with envpool's gymnasium interface:
-    `reset(env_ids=None) -> (obs[len(ids), ...], info)`, `step(act) -> (obs, rew, term, trunc, info)`,
+    seeds: one int32 seed per env; threads: envpool worker threads (0: envpool's choice). Returns an
+    object with envpool's gymnasium interface: `reset(env_ids=None) -> (obs[len(ids), ...], info)`,
+    `step(act) -> (obs, rew, term, trunc, info)`,
     single-env `observation_space`/`action_space`. Raises ConfigError for an id neither knows,
     naming the closest known ids. envpool docs: https://envpool.readthedocs.io/en/latest/
     """
     warnings.filterwarnings("ignore", message=".*precision lowered by casting.*")  # [impl] envpool's float32 Box
     if env_id in envpool.list_all_envs():
         kw = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
-        return envpool.make_gymnasium(env_id, num_envs=num_envs, batch_size=num_envs, seed=seeds, **kw)
+        return envpool.make_gymnasium(
+            env_id, num_envs=num_envs, batch_size=num_envs, seed=seeds, num_threads=threads, **kw
+        )
     if env_id in gym.registry:
         return GymnasiumPool(env_id, num_envs, seeds, max_episode_steps)
     close = difflib.get_close_matches(env_id, list(envpool.list_all_envs()) + list(gym.registry), n=5, cutoff=0.5)
@@ -378,7 +378,7 @@ def evaluate(policy: nn.Module, envs, num_episodes: int, device: torch.device) -
     ret, length, ended = np.zeros(num_episodes), np.zeros(num_episodes, dtype=np.int64), np.zeros(num_episodes, bool)
     noise = None
     while not ended.all():
-        with torch.no_grad():
+        with torch.inference_mode():
             o = torch.as_tensor(np.asarray(obs, dtype=np.float32).reshape(num_episodes, -1), device=device)
             noise = torch.zeros(num_episodes, policy.actor.act_scale.numel(), device=device) if noise is None else noise
             act = policy(o, noise).cpu().numpy()
@@ -571,9 +571,8 @@ def train(args: Args) -> dict:
         checkpoint.update(resumes=resumes, rng=rng, log_alpha=log_alpha.detach().cpu())
         if args.save_buffer:
             checkpoint["buffer"] = buf.state_dict()
-        log.save(
-            checkpoint, ExportedPolicy(copy.deepcopy(pi).cpu()), (torch.zeros(2, obs_dim), torch.zeros(2, act_dim))
-        )
+        exported = ExportedPolicy(copy.deepcopy(pi).cpu())
+        log.save(checkpoint, exported, (torch.zeros(2, obs_dim), torch.zeros(2, act_dim)))
 
     # [impl] Ctrl-C / SIGTERM: finish the current env step and its updates, save, exit cleanly
     stop = {"signal": None}
@@ -586,7 +585,7 @@ def train(args: Args) -> dict:
     old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
 
     qf_params, qf_targ_params = list(qf.parameters()), list(qf_targ.parameters())
-    policy = ExportedPolicy(pi)  # [impl] the test episodes run the very function that is exported
+    policy = ExportedPolicy(pi)  # [impl] training and test act with the exported function
     ep_ret, ep_len, ep_done_ret, ep_done_len = np.zeros(N), np.zeros(N, dtype=np.int64), [], []
     recent, episodes, test_ret = deque(maxlen=100), 0, np.full(1, np.nan)
     stats, num_updates = torch.zeros(8, device=device), 0  # [impl] summed on the device, read once per epoch
@@ -599,8 +598,9 @@ def train(args: Args) -> dict:
             if global_step < args.start_steps:
                 act = (low + (high - low) * torch.rand(N, act_dim, dtype=torch.float64).numpy()).astype(np.float32)
             else:
-                with torch.no_grad():
-                    act = pi.sample(torch.from_numpy(obs).to(device))[0].cpu().numpy()
+                with torch.inference_mode():
+                    o = torch.from_numpy(obs).to(device)
+                    act = policy(o, torch.randn(N, act_dim, device=device)).cpu().numpy()
             # [L5, L6] execute a; observe s', r and the done signals (term: s' is terminal; trunc: time limit)
             next_obs, rew, term, trunc, _ = envs.step(act.astype(np.float64))
             next_obs = np.asarray(next_obs, dtype=np.float32).reshape(N, obs_dim)  # [impl] float64 -> float32 once
@@ -681,9 +681,7 @@ def train(args: Args) -> dict:
         # [L19] until the step budget is spent
     except KeyboardInterrupt:
         # [impl] saved at the last finished env step (and its update round): resuming continues from there
-        bar.write(
-            f"interrupted: saved step {global_step} of {run_dir}; continue with: python sac.py --resume {run_dir}"
-        )
+        bar.write(f"interrupted: saved step {global_step}; continue with: python sac.py --resume {run_dir}")
         save()
         stop["signal"] = stop["signal"] or signal.SIGINT
     finally:
@@ -701,5 +699,6 @@ if __name__ == "__main__":
     try:
         metrics = train(tyro.cli(Args))
     except ConfigError as e:
-        sys.exit(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     sys.exit(130 if metrics["interrupted"] else 0)  # [impl] 130: the shell's code for a Ctrl-C'd program
