@@ -540,7 +540,7 @@ def train(args: Args) -> dict:
                 with torch.inference_mode():
                     o = torch.from_numpy(obs).to(device)
                     act = policy(o, torch.randn(N, act_dim, device=device)).cpu().numpy()
-            # [L5, L6] execute a; observe s', r and the done signals (term: s' is terminal; trunc: time limit)
+            # [L5] [L6] execute a; observe s', r and the done signals (term: s' is terminal; trunc: time limit)
             next_obs, rew, term, trunc, _ = envs.step(act.astype(np.float64))
             next_obs = np.asarray(next_obs, dtype=np.float32).reshape(N, obs_dim)  # [impl] float64 -> float32 once
             # [L7] store (s, a, r, s', d) with d = term: a time-limit truncation still bootstraps from s'
@@ -585,7 +585,7 @@ def train(args: Args) -> dict:
                     polyak_update(targ_params, params, args.polyak)
                     stats += torch.stack([qf_loss, q.mean(), loss_pi]).detach()
                     num_updates += 1
-                # [L16, L17] end of the update round
+                # [L16] [L17] end of the update round
 
             if global_step % steps_per_epoch == 0:  # [impl] end of epoch: deterministic test, log, save
                 test_ret, test_len = evaluate(policy, test_envs, args.num_test_episodes, device)

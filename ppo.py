@@ -650,7 +650,7 @@ def train(args: Args) -> dict:
             episodes, global_step = episodes + len(ep_done), global_step + args.steps_per_epoch
             recent.extend(r for r, _, _ in ep_done)
 
-            # [L4, L5] values of s_t and of the true s'_t, then GAE advantages and lambda-return targets
+            # [L4] [L5] values of s_t and of the true s'_t, then GAE advantages and lambda-return targets
             if args.norm_rew:  # [impl] reward scale: std of the discounted return, updated once per epoch
                 ret_rms.update(buf.disc_ret, comm)
             rew = buf.rew / np.sqrt(ret_rms.var + ret_rms.eps) if args.norm_rew else buf.rew
@@ -720,7 +720,7 @@ def train(args: Args) -> dict:
                 bar.write(log.epoch(row))
             if (epoch + 1) % args.save_every == 0 or epoch + 1 == num_epochs:
                 save(epoch + 1)
-        epoch = num_epochs
+        epoch = num_epochs  # [L8] end for: every epoch done
     except KeyboardInterrupt:
         # [impl] the interrupted epoch's partial rollout is dropped; networks are as after the last full epoch
         save(epoch)

@@ -592,7 +592,7 @@ def train(args: Args) -> dict:
                 with torch.inference_mode():
                     o = torch.from_numpy(obs).to(device)
                     act = policy(o, torch.randn(N, act_dim, device=device)).cpu().numpy()
-            # [L5, L6] execute a; observe s', r and the done signals (term: s' is terminal; trunc: time limit)
+            # [L5] [L6] execute a; observe s', r and the done signals (term: s' is terminal; trunc: time limit)
             next_obs, rew, term, trunc, _ = envs.step(act.astype(np.float64))
             next_obs = np.asarray(next_obs, dtype=np.float32).reshape(N, obs_dim)  # [impl] float64 -> float32 once
             # [L7] store (s, a, r, s', d) with d = term: a time-limit truncation still bootstraps from s'
@@ -642,7 +642,7 @@ def train(args: Args) -> dict:
                         # [L17] theta_targ, phi_targ,i <- rho (theirs) + (1 - rho) (the main ones)
                         polyak_update(targ_params, params, args.polyak)
                         stats[4], num_pi_updates = stats[4] + loss_pi.detach(), num_pi_updates + 1
-                # [L18, L19, L20] end of the update round
+                # [L18] [L19] [L20] end of the update round
 
             if global_step % steps_per_epoch == 0:  # [impl] end of epoch: deterministic test, log, save
                 test_ret, test_len = evaluate(policy, test_envs, args.num_test_episodes, device)

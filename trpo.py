@@ -769,7 +769,7 @@ def train(args: Args) -> dict:
     start_time = time.time()
     bar = tqdm(total=num_epochs * args.steps_per_epoch, initial=global_step, unit="step", disable=rank or None)
     try:
-        for epoch in range(start_epoch, num_epochs):  # [L3, L11] for k = 0, 1, 2, ... end for
+        for epoch in range(start_epoch, num_epochs):  # [L3] [L11] for k = 0, 1, 2, ... end for
             if args.anneal_lr:  # [impl] linear learning-rate annealing (value function only)
                 vf_opt.param_groups[0]["lr"] = (1.0 - epoch / num_epochs) * args.vf_lr
             # [L4] collect D_k by running pi_k; the observation normaliser stays frozen during the rollout
@@ -813,7 +813,7 @@ def train(args: Args) -> dict:
             episodes, global_step = episodes + len(ep_done), global_step + args.steps_per_epoch
             recent.extend(r for r, _, _ in ep_done)
 
-            # [L5, L6] values of s_t and of the true s'_t, then GAE advantages and lambda-return targets
+            # [L5] [L6] values of s_t and of the true s'_t, then GAE advantages and lambda-return targets
             if args.norm_rew:  # [impl] reward scale: std of the discounted return, updated once per epoch
                 ret_rms.update(buf.disc_ret, comm)
             rew = buf.rew / np.sqrt(ret_rms.var + ret_rms.eps) if args.norm_rew else buf.rew
@@ -831,7 +831,7 @@ def train(args: Args) -> dict:
             b_adv = adv.astype(np.float32)
             b_logp_old, b_adv, b_ret = (torch.from_numpy(x.reshape(-1)).to(device) for x in (buf.logp, b_adv, ret))
 
-            # [L7, L8, L9] policy: gradient, conjugate gradient, line search (see trpo_update)
+            # [L7] [L8] [L9] policy: gradient, conjugate gradient, line search (see trpo_update)
             hp = (args.delta, args.damping, args.cg_iters, args.backtrack_iters, args.backtrack_coeff)
             stats = trpo_update(pi, (b_obs, b_act, b_adv, b_logp_old), *hp, npg=args.algo == "npg", comm=comm)
             with torch.no_grad():

@@ -596,7 +596,7 @@ def train(args: Args) -> dict:
     start_time = time.time()
     bar = tqdm(total=num_epochs * args.steps_per_epoch, initial=global_step, unit="step", disable=rank or None)
     try:
-        for epoch in range(start_epoch, num_epochs):  # [L2, L9] for k = 0, 1, 2, ... end for
+        for epoch in range(start_epoch, num_epochs):  # [L2] [L9] for k = 0, 1, 2, ... end for
             if args.anneal_lr:  # [impl] linear learning-rate annealing
                 frac = 1.0 - epoch / num_epochs
                 pi_opt.param_groups[0]["lr"], vf_opt.param_groups[0]["lr"] = frac * args.pi_lr, frac * args.vf_lr
@@ -641,7 +641,7 @@ def train(args: Args) -> dict:
             episodes, global_step = episodes + len(ep_done), global_step + args.steps_per_epoch
             recent.extend(r for r, _, _ in ep_done)
 
-            # [L4, L5] values of s_t and of the true s'_t, then GAE advantages and lambda-return targets
+            # [L4] [L5] values of s_t and of the true s'_t, then GAE advantages and lambda-return targets
             if args.norm_rew:  # [impl] reward scale: std of the discounted return, updated once per epoch
                 ret_rms.update(buf.disc_ret, comm)
             rew = buf.rew / np.sqrt(ret_rms.var + ret_rms.eps) if args.norm_rew else buf.rew
