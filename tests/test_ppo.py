@@ -213,12 +213,12 @@ def test_gymnasium_fallback_runs_a_registered_env(tmp_path):
     import gymnasium as gym
 
     gym.register(
-        "TestPendulum-v0", entry_point="gymnasium.envs.classic_control.pendulum:PendulumEnv", max_episode_steps=40
+        "PpoFallbackPendulum-v0", entry_point="gymnasium.envs.classic_control.pendulum:PendulumEnv", max_episode_steps=40
     )
-    assert "TestPendulum-v0" not in ppo.envpool.list_all_envs()
+    assert "PpoFallbackPendulum-v0" not in ppo.envpool.list_all_envs()
     metrics = ppo.train(
         ppo.Args(
-            env_id="TestPendulum-v0",
+            env_id="PpoFallbackPendulum-v0",
             total_timesteps=1024,
             steps_per_epoch=512,
             num_envs=4,
