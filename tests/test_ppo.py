@@ -213,7 +213,9 @@ def test_gymnasium_fallback_runs_a_registered_env(tmp_path):
     import gymnasium as gym
 
     gym.register(
-        "PpoFallbackPendulum-v0", entry_point="gymnasium.envs.classic_control.pendulum:PendulumEnv", max_episode_steps=40
+        "PpoFallbackPendulum-v0",
+        entry_point="gymnasium.envs.classic_control.pendulum:PendulumEnv",
+        max_episode_steps=40,
     )
     assert "PpoFallbackPendulum-v0" not in ppo.envpool.list_all_envs()
     metrics = ppo.train(
