@@ -1,16 +1,4 @@
 #!/usr/bin/env bash
-# Train ddpg.py on the MuJoCo benchmark envs over seeds, in parallel, one torch thread per worker.
-#   bash benchmark/ddpg.sh [SEEDS] [WORKERS] [ENVS...]
-#   bash benchmark/ddpg.sh "1 2 3" 2 Hopper-v4 HalfCheetah-v4 Walker2d-v4   (the defaults)
-# Runs go to benchmark/runs/ddpg; logs to benchmark/logs. Summarise with:
-#   python plot.py benchmark/runs/ddpg --table --out benchmark/ddpg.png
-set -euo pipefail
-cd "$(dirname "$0")/.."
-SEEDS=${1:-"1 2 3"}
-WORKERS=${2:-2}
-shift $(( $# > 2 ? 2 : $# )) || true
-ENVS=${*:-"Hopper-v4 HalfCheetah-v4 Walker2d-v4"}
-mkdir -p benchmark/logs benchmark/runs/ddpg
-for seed in $SEEDS; do for env in $ENVS; do echo "$env $seed"; done; done |
-  OMP_NUM_THREADS=1 xargs -P "$WORKERS" -L 1 sh -c \
-    'python ddpg.py --env-id "$0" --seed "$1" --torch-threads 1 --data-dir benchmark/runs/ddpg > "benchmark/logs/ddpg_$0_$1.log" 2>&1 && echo "done $0 seed $1"'
+# ddpg.py on Hopper-v4, HalfCheetah-v4 and Walker2d-v4 over seeds: bash benchmark/ddpg.sh [SEEDS] [WORKERS] [ENVS...]
+# (see benchmark/run.sh; e.g. bash benchmark/ddpg.sh "1 2 3" 1 Hopper-v4)
+exec bash "$(dirname "$0")/run.sh" ddpg "$@"

@@ -1,16 +1,4 @@
 #!/usr/bin/env bash
-# Train ppo.py on the MuJoCo benchmark envs over seeds, in parallel, one torch thread per worker.
-#   bash benchmark/ppo.sh [SEEDS] [WORKERS] [ENVS...]
-#   bash benchmark/ppo.sh "1 2 3" 2 Hopper-v4 HalfCheetah-v4 Walker2d-v4   (the defaults)
-# Runs go to benchmark/runs/ppo; logs to benchmark/logs. Summarise with:
-#   python plot.py benchmark/runs/ppo --table --out benchmark/ppo.png
-set -euo pipefail
-cd "$(dirname "$0")/.."
-SEEDS=${1:-"1 2 3"}
-WORKERS=${2:-2}
-shift $(( $# > 2 ? 2 : $# )) || true
-ENVS=${*:-"Hopper-v4 HalfCheetah-v4 Walker2d-v4"}
-mkdir -p benchmark/logs benchmark/runs/ppo
-for seed in $SEEDS; do for env in $ENVS; do echo "$env $seed"; done; done |
-  OMP_NUM_THREADS=1 xargs -P "$WORKERS" -L 1 sh -c \
-    'python ppo.py --env-id "$0" --seed "$1" --torch-threads 1 --data-dir benchmark/runs/ppo > "benchmark/logs/ppo_$0_$1.log" 2>&1 && echo "done $0 seed $1"'
+# ppo.py on Hopper-v4, HalfCheetah-v4 and Walker2d-v4 over seeds: bash benchmark/ppo.sh [SEEDS] [WORKERS] [ENVS...]
+# (see benchmark/run.sh; e.g. bash benchmark/ppo.sh "1 2 3" 1 Hopper-v4)
+exec bash "$(dirname "$0")/run.sh" ppo "$@"

@@ -1,16 +1,4 @@
 #!/usr/bin/env bash
-# Train vpg.py on the MuJoCo benchmark envs over seeds, in parallel, one torch thread per worker.
-#   bash benchmark/vpg.sh [SEEDS] [WORKERS] [ENVS...]
-#   bash benchmark/vpg.sh "1 2 3" 2 Hopper-v4 HalfCheetah-v4 Walker2d-v4   (the defaults)
-# Runs go to benchmark/runs/vpg; logs to benchmark/logs. Summarise with:
-#   python plot.py benchmark/runs/vpg --table --out benchmark/vpg.png
-set -euo pipefail
-cd "$(dirname "$0")/.."
-SEEDS=${1:-"1 2 3"}
-WORKERS=${2:-2}
-shift $(( $# > 2 ? 2 : $# )) || true
-ENVS=${*:-"Hopper-v4 HalfCheetah-v4 Walker2d-v4"}
-mkdir -p benchmark/logs benchmark/runs/vpg
-for seed in $SEEDS; do for env in $ENVS; do echo "$env $seed"; done; done |
-  OMP_NUM_THREADS=1 xargs -P "$WORKERS" -L 1 sh -c \
-    'python vpg.py --env-id "$0" --seed "$1" --torch-threads 1 --data-dir benchmark/runs/vpg > "benchmark/logs/vpg_$0_$1.log" 2>&1 && echo "done $0 seed $1"'
+# vpg.py on Hopper-v4, HalfCheetah-v4 and Walker2d-v4 over seeds: bash benchmark/vpg.sh [SEEDS] [WORKERS] [ENVS...]
+# (see benchmark/run.sh; e.g. bash benchmark/vpg.sh "1 2 3" 1 Hopper-v4)
+exec bash "$(dirname "$0")/run.sh" vpg "$@"
