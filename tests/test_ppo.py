@@ -9,41 +9,33 @@ import torch
 import ppo
 
 
+def segment(done, t, n):
+    """Rows t, t+1, ..., k of env n up to the end of its episode (done) or of the rollout."""
+    k = t
+    while not done[k, n] and k < len(done) - 1:
+        k += 1
+    return range(t, k + 1)
+
+
 def reference_gae(rew, v, next_v, term, done, gamma, lam):
     """Plain per-env, per-episode reference: A_t = sum_l (gamma lam)^l delta_{t+l} within the episode
     segment, with delta_t = r_t + gamma (1 - term_t) V(s'_t) - V(s_t). Forward sums, no recursion."""
-    T, N = rew.shape
-    adv = np.zeros((T, N))
-    for n in range(N):
-        for t in range(T):
-            total, k = 0.0, t
-            while True:
-                delta = rew[k, n] + gamma * (1 - term[k, n]) * next_v[k, n] - v[k, n]
-                total += (gamma * lam) ** (k - t) * delta
-                if done[k, n] or k == T - 1:
-                    break
-                k += 1
-            adv[t, n] = total
+    delta = rew + gamma * (1 - term) * next_v - v
+    adv = np.zeros(rew.shape)
+    for t, n in np.ndindex(rew.shape):
+        adv[t, n] = sum((gamma * lam) ** (k - t) * delta[k, n] for k in segment(done, t, n))
     return adv
 
 
 def reference_rewards_to_go(rew, next_v, term, done, gamma):
-    """Discounted sum of rewards to the end of the episode segment, plus gamma^k V(final s') when the
+    """Discounted sum of rewards to the end of the episode segment, plus gamma^(len) V(final s') when the
     segment was cut by truncation or by the end of the rollout (not by termination)."""
-    T, N = rew.shape
-    ret = np.zeros((T, N))
-    for n in range(N):
-        for t in range(T):
-            total, k = 0.0, t
-            while True:
-                total += gamma ** (k - t) * rew[k, n]
-                if term[k, n]:
-                    break
-                if done[k, n] or k == T - 1:  # truncated or cut: bootstrap from V of the true next state
-                    total += gamma ** (k - t + 1) * next_v[k, n]
-                    break
-                k += 1
-            ret[t, n] = total
+    ret = np.zeros(rew.shape)
+    for t, n in np.ndindex(rew.shape):
+        rows = segment(done, t, n)
+        ret[t, n] = sum(gamma ** (k - t) * rew[k, n] for k in rows)
+        if not term[rows[-1], n]:  # truncated or cut: bootstrap from V of the true next state
+            ret[t, n] += gamma ** len(rows) * next_v[rows[-1], n]
     return ret
 
 
