@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
 # sac.py on Hopper-v4, HalfCheetah-v4 and Walker2d-v4 over seeds: bash benchmark/sac.sh [SEEDS] [WORKERS] [ENVS...]
 # (see benchmark/run.sh; e.g. bash benchmark/sac.sh "1 2 3" 1 Hopper-v4)
-exec bash "$(dirname "$0")/run.sh" sac "$@"
+# --save-buffer: a run stopped with Ctrl-C resumes with its replay buffer (python sac.py --resume RUN_DIR)
+FLAGS=${FLAGS:-"--save-buffer"} exec bash "$(dirname "$0")/run.sh" sac "$@"
