@@ -243,7 +243,12 @@ class ReplayBuffer:
         return {key: getattr(self, key)[idx] for key in self.FIELDS}
 
     def state_dict(self) -> dict:
-        return {"ptr": self.ptr, "size": self.size, **{k: getattr(self, k)[: self.size].cpu() for k in self.FIELDS}}
+        # copy: torch.save of a view would write the whole preallocated storage (all max_size rows)
+        return {
+            "ptr": self.ptr,
+            "size": self.size,
+            **{k: getattr(self, k)[: self.size].to("cpu", copy=True) for k in self.FIELDS},
+        }
 
     def load_state_dict(self, d: dict) -> None:
         self.ptr, self.size = d["ptr"] % self.max_size, min(d["size"], self.max_size)

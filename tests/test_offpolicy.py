@@ -264,6 +264,9 @@ def test_resume_restores_the_training_state(monkeypatch, tmp_path, name, save_bu
         assert abs(saved["log_alpha"].item() - np.log(0.2)) > 0.1  # alpha was tuned, so restoring it matters
     if save_buffer:
         assert_same(seen["buf"], saved["buffer"], "buffer")
+        for key in module.ReplayBuffer.FIELDS:  # only the 400 filled rows are written, not all of replay_size
+            field = saved["buffer"][key]
+            assert len(field) == 400 and field.untyped_storage().nbytes() == field.numel() * 4, key
     else:  # no buffer in the checkpoint: training continues from an empty one
         assert "buffer" not in saved and seen["buf"]["size"] == 0
     final = torch.load(os.path.join(first["run_dir"], "checkpoint.pt"), weights_only=True)
