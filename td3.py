@@ -247,12 +247,9 @@ class ReplayBuffer:
         return {key: getattr(self, key)[idx] for key in self.FIELDS}
 
     def state_dict(self) -> dict:
-        # copy: torch.save of a view would write the whole preallocated storage (all max_size rows)
-        return {
-            "ptr": self.ptr,
-            "size": self.size,
-            **{k: getattr(self, k)[: self.size].to("cpu", copy=True) for k in self.FIELDS},
-        }
+        """ptr, size and CPU copies of the filled rows (torch.save of a view would write all max_size rows)."""
+        rows = {k: getattr(self, k)[: self.size].to("cpu", copy=True) for k in self.FIELDS}
+        return {"ptr": self.ptr, "size": self.size, **rows}
 
     def load_state_dict(self, d: dict) -> None:
         self.ptr, self.size = d["ptr"] % self.max_size, min(d["size"], self.max_size)
