@@ -25,28 +25,26 @@ appendix C; Kakade 2001, "A Natural Policy Gradient"; GAE: Schulman et al. 2016 
 
 Usage:
     python trpo.py --env-id Hopper-v4         # 1M steps; TensorBoard logs in runs/
-    python trpo.py --env-id CartPole-v1 --total-timesteps 100_000
     python trpo.py --algo npg                 # natural policy gradient: the full step, no line search
     python trpo.py --resume runs/<run dir>    # continue an interrupted run
+
+The algorithm ends at the line `# ==== plumbing`; below it is what runs the experiment and is not RL (input
+checks, envs, MPI, resume, logs, checkpoints), the same text in vpg.py, ppo.py and trpo.py.
 """
 
+import contextlib
 import copy
-import csv
 import difflib
 import json
 import os
-import platform
 import random
-import shutil
 import signal
 import subprocess
 import sys
 import time
 import warnings
-from collections import deque
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
-from typing import Literal, Optional
+from dataclasses import asdict, dataclass
+from typing import Literal
 
 import envpool
 import gymnasium as gym
@@ -71,15 +69,15 @@ class Args:
     """environment steps to train for, summed over all envs (and all MPI ranks)"""
     num_envs: int = 16
     """parallel environments stepped together by envpool (sync mode), per MPI rank"""
-    cuda: bool = True
-    """use a CUDA GPU when one is present (--no-cuda forces the CPU)"""
+    cuda: bool = False
+    """train on a CUDA GPU; off by default, as networks this small train faster on the CPU (launch-bound GPU)"""
     torch_threads: int = 1
     """torch CPU threads (small networks run fastest on one; envpool has its own threads)"""
     data_dir: str = "runs"
     """directory under which each run gets its own directory"""
     save_every: int = 100
     """write the checkpoint and the policy artifact every this many epochs (and at the end)"""
-    resume: Optional[str] = None
+    resume: str | None = None
     """run directory to continue: its saved config is used; pass --total-timesteps to extend it"""
     # ---- algorithm (Spinning Up names) ----
     algo: Literal["trpo", "npg"] = "trpo"
@@ -108,7 +106,7 @@ class Args:
     """minibatches per value function pass (1 = full-batch steps as in Spinning Up) [L10]"""
     hidden_sizes: tuple[int, ...] = (64, 64)
     """hidden layer sizes of the policy and value networks (tanh)"""
-    max_episode_steps: Optional[int] = None
+    max_episode_steps: int | None = None
     """time limit of an episode (truncation); None keeps the env's own"""
     norm_obs: bool = True
     """[impl] normalise observations with running mean/std (saved with the model, frozen at test)"""
@@ -116,160 +114,22 @@ class Args:
     """[impl] scale rewards by the running std of the discounted return"""
     norm_adv: bool = True
     """[impl] normalise advantages to mean 0, std 1 over the batch"""
-    max_grad_norm: Optional[float] = 0.5
+    max_grad_norm: float | None = 0.5
     """[impl] clip the value function's gradient norm to this; None disables"""
     anneal_lr: bool = True
     """[impl] anneal the value function's learning rate linearly to 0 over the run"""
 
 
-class ConfigError(ValueError):
-    """Bad user input (unknown env, impossible sizes): printed as one line, exit code 2."""
+ALGO = "trpo"  # its name in config.json and checkpoint.pt; BOUNDS: valid values, checked before anything runs
+BOUNDS = {"gamma": "(0, 1]", "lam": "[0, 1]", "delta": "(0, inf)", "damping": "[0, inf)", "backtrack_coeff": "(0, 1)"}
+BOUNDS |= dict.fromkeys(("vf_lr", "cg_iters", "backtrack_iters", "train_v_iters", "num_minibatches"), "(0, inf)")
+LINE = (  # the epoch line, from the epoch's progress.csv row
+    "step {global_step:>8d} | ret {episodic_return:8.1f} [{episodic_return_min:.0f}, {episodic_return_max:.0f}]"
+    " len {episodic_length:6.1f} | pi {policy_loss:+.4f} v {value_loss:.4f} ent {entropy:.3f}"
+    " kl {approx_kl:.4f} bt {backtrack_iters} ok {accepted:.0f} | sps {SPS}"
+)
 
 
-def check_args(args: Args, world: int = 1) -> None:
-    """Raise ConfigError when a size is not positive, a rate is out of range or the batch cannot be split."""
-    positive = "total_timesteps num_envs torch_threads save_every steps_per_epoch train_v_iters num_minibatches"
-    for name in (positive + " cg_iters backtrack_iters").split():
-        if getattr(args, name) <= 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if min(args.hidden_sizes, default=1) <= 0 or (args.max_episode_steps or 1) <= 0:
-        raise ConfigError("--hidden-sizes and --max-episode-steps must be positive")
-    if not (0 < args.gamma <= 1 and 0 <= args.lam <= 1 and args.vf_lr > 0):
-        raise ConfigError("need 0 < gamma <= 1, 0 <= lam <= 1 and a positive --vf-lr")
-    if not (args.delta > 0 and args.damping >= 0 and 0 < args.backtrack_coeff < 1):
-        raise ConfigError("need delta > 0, damping >= 0 and 0 < backtrack_coeff < 1")
-    if args.steps_per_epoch % (args.num_envs * world) or args.steps_per_epoch < args.num_minibatches * world:
-        raise ConfigError(
-            f"--steps-per-epoch ({args.steps_per_epoch}) must be a multiple of --num-envs ({args.num_envs}) x "
-            f"{world} MPI ranks and at least --num-minibatches ({args.num_minibatches}) x ranks"
-        )
-    if args.total_timesteps < args.steps_per_epoch:
-        raise ConfigError(
-            f"--total-timesteps ({args.total_timesteps}) is smaller than one epoch "
-            f"(--steps-per-epoch {args.steps_per_epoch})"
-        )
-
-
-# ------------------------------------------------------------------ environments
-class GymnasiumPool:
-    """envpool's sync interface over `gymnasium.make_vec` with autoreset disabled.
-
-    For ids that envpool does not know (a user's registered env). `reset(env_ids)` resets only those
-    envs and returns their rows, as envpool does; `step(act)` returns (obs, rew, term, trunc, info).
-    """
-
-    def __init__(self, env_id: str, num_envs: int, seeds: list[int], max_episode_steps: Optional[int]):
-        kw = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
-        no_autoreset = {"autoreset_mode": gym.vector.AutoresetMode.DISABLED}
-        self.envs = gym.make_vec(env_id, num_envs, vectorization_mode="sync", vector_kwargs=no_autoreset, **kw)
-        self.seeds, self.num_envs = seeds, num_envs
-        self.observation_space = self.envs.single_observation_space
-        self.action_space = self.envs.single_action_space
-
-    def reset(self, env_ids: Optional[np.ndarray] = None):
-        if self.seeds is not None:  # the first reset seeds every env; later resets continue their RNGs
-            obs, info = self.envs.reset(seed=self.seeds)
-            self.seeds = None
-            return obs, info
-        ids = np.arange(self.num_envs) if env_ids is None else np.asarray(env_ids)
-        mask = np.zeros(self.num_envs, dtype=bool)
-        mask[ids] = True
-        obs, info = self.envs.reset(options={"reset_mask": mask})
-        return obs[ids], info
-
-    def step(self, act):
-        return self.envs.step(act)
-
-    def close(self):
-        self.envs.close()
-
-
-def make_envs(env_id: str, num_envs: int, seeds: list[int], max_episode_steps: Optional[int] = None, threads: int = 0):
-    """Build `num_envs` envs of `env_id` in sync mode, envpool first, gymnasium as a fallback.
-
-    seeds: one int32 seed per env; threads: envpool worker threads (0: envpool's choice). Returns an
-    object with envpool's gymnasium interface: `reset(env_ids=None) -> (obs[len(ids), ...], info)`,
-    `step(act) -> (obs, rew, term, trunc, info)`,
-    single-env `observation_space`/`action_space`. Raises ConfigError for an id neither knows,
-    naming the closest known ids. envpool docs: https://envpool.readthedocs.io/en/latest/
-    """
-    warnings.filterwarnings("ignore", message=".*precision lowered by casting.*")  # [impl] envpool's float32 Box
-    if env_id in envpool.list_all_envs():
-        kw = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
-        return envpool.make_gymnasium(
-            env_id, num_envs=num_envs, batch_size=num_envs, seed=seeds, num_threads=threads, **kw
-        )
-    if env_id in gym.registry:
-        return GymnasiumPool(env_id, num_envs, seeds, max_episode_steps)
-    close = difflib.get_close_matches(env_id, list(envpool.list_all_envs()) + list(gym.registry), n=5, cutoff=0.5)
-    raise ConfigError(f"unknown env id {env_id!r}; closest known ids: {', '.join(close) or '(none)'}")
-
-
-def env_seeds(seed: int, num_envs: int, stream: int = 0, rank: int = 0) -> list[int]:
-    """Per-env int32 seeds from `seed`; streams (train 0, eval 1, k-th resume 2 + k) and MPI ranks never share."""
-    return (np.random.SeedSequence([seed, stream, rank]).generate_state(num_envs) % 2**31).tolist()
-
-
-# ------------------------------------------------------------------ statistics
-class RunningMeanStd:
-    """Running mean and variance of vectors of shape `shape` (float64), merged batch by batch.
-
-    Uses the parallel-variance formula of Chan et al. (1979); `normalize` returns float32
-    (x - mean) / sqrt(var + eps), clipped to +-clip. Frozen simply by not calling `update`.
-    """
-
-    def __init__(self, shape=(), eps: float = 1e-8, clip: float = 10.0):
-        self.mean, self.var, self.count = np.zeros(shape), np.ones(shape), 0.0
-        self.eps, self.clip = eps, clip
-
-    def update(self, x: np.ndarray, comm=None) -> None:
-        """Merge the batch x [B, *shape] (and, under MPI, every rank's batch, in rank order)."""
-        x = np.asarray(x, dtype=np.float64).reshape(-1, *self.mean.shape)
-        batches = [(x.mean(0), x.var(0), x.shape[0])]
-        for b_mean, b_var, b_count in comm.allgather(batches[0]) if comm is not None else batches:
-            delta, total = b_mean - self.mean, self.count + b_count
-            m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total
-            self.mean, self.var, self.count = (
-                np.asarray(self.mean + delta * b_count / total),
-                np.asarray(m2 / total),
-                total,
-            )
-
-    def normalize(self, x: np.ndarray) -> np.ndarray:
-        return np.clip((x - self.mean) / np.sqrt(self.var + self.eps), -self.clip, self.clip).astype(np.float32)
-
-    def state_dict(self) -> dict:
-        return {"mean": torch.tensor(self.mean), "var": torch.tensor(self.var), "count": self.count}
-
-    def load_state_dict(self, d: dict) -> None:
-        self.mean, self.var, self.count = d["mean"].numpy().copy(), d["var"].numpy().copy(), float(d["count"])
-
-
-class RolloutBuffer:
-    """One epoch's rollout D_k as float32 arrays of shape [T, N, ...] (time, env).
-
-    obs / next_obs: normalised observations as the policy saw them (next_obs is the true s', the
-    final observation when the episode ended at t); raw_obs: unnormalised obs (for the normaliser);
-    act [T, N, act_dim] (Box) or [T, N] (Discrete); logp: log pi_k(act|obs); rew: raw rewards;
-    term / done: 1.0 where the episode terminated / ended (term | trunc) at t; disc_ret: running
-    discounted return (for reward scaling).
-    """
-
-    def __init__(self, T: int, N: int, obs_dim: int, act_shape: tuple[int, ...]):
-        self.obs, self.next_obs, self.raw_obs = (np.zeros((T, N, obs_dim), dtype=np.float32) for _ in range(3))
-        self.act = np.zeros((T, N, *act_shape), dtype=np.float32)
-        T_N = np.zeros((T, N), dtype=np.float32)
-        self.logp, self.rew, self.term, self.done, self.disc_ret = (T_N.copy() for _ in range(5))
-
-    FIELDS = ("obs", "raw_obs", "next_obs", "act", "logp", "rew", "term", "done", "disc_ret")
-
-    def store(self, t: int, *row: np.ndarray) -> None:
-        """Write the N-row arrays of step t, given in the order of FIELDS."""
-        for key, value in zip(self.FIELDS, row, strict=True):
-            getattr(self, key)[t] = value
-
-
-# ------------------------------------------------------------------ networks
 def mlp(sizes: list[int], out_gain: float = 1.0) -> nn.Sequential:
     """Tanh MLP with layer sizes `sizes` (input first), orthogonal weights (gain sqrt 2, last out_gain)."""
     layers = []
@@ -283,10 +143,8 @@ def mlp(sizes: list[int], out_gain: float = 1.0) -> nn.Sequential:
 
 
 class Actor(nn.Module):
-    """pi(a|s): a diagonal Gaussian with state-independent log std (Box) or a Categorical (Discrete).
-
-    `forward(obs[B, obs_dim] float32)` returns the mean [B, act_dim] or the logits [B, n].
-    """
+    """pi(a|s), a diagonal Gaussian with state-independent log std (Box) or a Categorical (Discrete):
+    forward(obs [B, obs_dim] float32) is the mean [B, act_dim] or the logits [B, n]."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], discrete: bool):
         super().__init__()
@@ -305,33 +163,6 @@ class Actor(nn.Module):
         return gaussian_logp(act, out, self.log_std), gaussian_entropy(self.log_std).expand(len(obs))
 
 
-class ExportedPolicy(nn.Module):
-    """The deployable policy: `forward(obs[B, obs_dim] float32, noise[B, k] float32) -> act[B, ...]`.
-
-    Holds the frozen observation normaliser. Box: act = clip(mu + std * noise, low, high) with
-    noise ~ N(0, 1) (zeros: the mean action). Discrete: act = argmax(logits + noise) with standard
-    Gumbel noise (zeros: the most likely action). Saved with torch.export, so loading runs no Python.
-    """
-
-    def __init__(self, actor: Actor, obs_rms: Optional[RunningMeanStd], low: np.ndarray, high: np.ndarray):
-        super().__init__()
-        self.actor, self.discrete = actor, actor.discrete
-        mean = obs_rms.mean if obs_rms is not None else np.zeros(actor.net[0].in_features)
-        std = np.sqrt(obs_rms.var + obs_rms.eps) if obs_rms is not None else np.ones_like(mean)
-        self.clip = obs_rms.clip if obs_rms is not None else float("inf")
-        self.register_buffer("obs_mean", torch.as_tensor(mean, dtype=torch.float32))
-        self.register_buffer("obs_std", torch.as_tensor(std, dtype=torch.float32))
-        self.register_buffer("low", torch.as_tensor(low, dtype=torch.float32))
-        self.register_buffer("high", torch.as_tensor(high, dtype=torch.float32))
-
-    def forward(self, obs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        out = self.actor(torch.clamp((obs - self.obs_mean) / self.obs_std, -self.clip, self.clip))
-        if self.discrete:
-            return torch.argmax(out + noise, dim=-1)
-        return torch.clamp(out + self.actor.log_std.exp() * noise, self.low, self.high)
-
-
-# ------------------------------------------------------------------ pure math
 def gaussian_logp(act: torch.Tensor, mu: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
     """log N(act; mu, diag(exp(log_std)^2)) summed over the last dim: [B, k] -> [B]."""
     z = (act - mu) / log_std.exp()
@@ -355,11 +186,7 @@ def categorical_entropy(logits: torch.Tensor) -> torch.Tensor:
 
 
 def gaussian_kl(mu_old: torch.Tensor, log_std_old: torch.Tensor, mu: torch.Tensor, log_std: torch.Tensor):
-    """KL(N(mu_old, std_old^2) || N(mu, std^2)) of diagonal Gaussians, summed over the last dim: [B, k] -> [B].
-
-    Per dimension: log(std / std_old) + (std_old^2 + (mu_old - mu)^2) / (2 std^2) - 1/2. The log stds
-    are [k] (state-independent, broadcast) or [B, k]. The old distribution comes first, as in the TRPO paper.
-    """
+    """KL(N(mu_old, std_old^2) || N(mu, std^2)) = sum_i log(std / std_old) + (std_old^2 + dmu^2) / (2 std^2) - 1/2."""
     var_old, var = torch.exp(2 * log_std_old), torch.exp(2 * log_std)
     return (log_std - log_std_old + (var_old + (mu_old - mu).pow(2)) / (2 * var) - 0.5).sum(-1)
 
@@ -371,22 +198,13 @@ def categorical_kl(logits_old: torch.Tensor, logits: torch.Tensor) -> torch.Tens
 
 
 def mean_kl(pi: Actor, obs: torch.Tensor, old: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """Sample-average KL(pi_old || pi) over obs [B, obs_dim] (TRPO paper, eq. 12 with the average of sec. 5).
-
-    old = (pi_old's output on obs [B, k]: the mean (Box) or the logits (Discrete), pi_old's log_std [k]).
-    The same direction, old first, for both action spaces. Returns a scalar with pi's autograd graph.
-    """
+    """Sample-average KL(pi_old || pi) on obs (TRPO paper eq. 12), old = (pi_old(obs), pi_old's log_std): a scalar."""
     out = pi(obs)
-    if pi.discrete:
-        return categorical_kl(old[0], out).mean()
-    return gaussian_kl(old[0], old[1], out, pi.log_std).mean()
+    return (categorical_kl(old[0], out) if pi.discrete else gaussian_kl(old[0], old[1], out, pi.log_std)).mean()
 
 
 def surrogate(pi: Actor, obs: torch.Tensor, act: torch.Tensor, adv: torch.Tensor, logp_old: torch.Tensor):
-    """Surrogate advantage L(theta) = mean_t pi_theta(a_t|s_t) / pi_old(a_t|s_t) A_t (TRPO paper, eq. 14).
-
-    obs [B, obs_dim], act [B, k] or [B], adv [B], logp_old [B] = log pi_old(act|obs). Returns a scalar.
-    """
+    """Surrogate advantage L(theta) = mean_t pi_theta(a_t|s_t) / pi_old(a_t|s_t) A_t (TRPO paper, eq. 14): a scalar."""
     logp, _ = pi.logp_entropy(obs, act)
     return (torch.exp(logp - logp_old) * adv).mean()
 
@@ -402,33 +220,28 @@ def get_flat(params: list[torch.Tensor]) -> torch.Tensor:
 
 
 def set_flat(params: list[torch.Tensor], flat: torch.Tensor) -> None:
-    """Copy the vector flat [P] into params, in order and in place (the inverse of concatenating them)."""
-    i = 0
+    """Copy the vector flat [P] into params, in order and in place (the inverse of get_flat)."""
     with torch.no_grad():
-        for p in params:
-            p.copy_(flat[i : i + p.numel()].view_as(p))
-            i += p.numel()
+        for p, x in zip(params, flat.split([p.numel() for p in params]), strict=True):
+            p.copy_(x.view_as(p))
 
 
-def kl_hvp(pi: Actor, obs: torch.Tensor, old: tuple, damping: float, comm=None) -> Callable:
-    """The map v -> (H + damping I) v, H the Hessian of mean_kl(pi, obs, old) at pi's current parameters.
+def mpi_avg(comm, x: torch.Tensor) -> torch.Tensor:
+    """The mean over MPI ranks of a small tensor (summed in float64), on x's device and dtype; x without MPI."""
+    return x if comm is None else torch.as_tensor(mpi_sum(comm, x.detach().cpu().numpy()) / comm.Get_size()).to(x)
 
-    Double backprop: H v = grad_theta (grad_theta KL . v); the first gradient is built once (with its
-    graph) and reused for every v. v and the result are [P] over pi's trainable parameters, in the
-    order of pi.parameters(); under MPI, H v is averaged over the ranks' batches.
-    Source: Schulman et al. 2015, appendix C.1; Pearlmutter 1994.
-    """
+
+def kl_hvp(pi: Actor, obs: torch.Tensor, old: tuple, damping: float, comm=None):
+    """v [P] -> (H + damping I) v, H the Hessian of mean_kl at pi's trainable parameters, by double backprop
+    H v = grad(grad KL . v), averaged over MPI ranks (Schulman et al. 2015, appendix C.1; Pearlmutter 1994)."""
     params = [p for p in pi.parameters() if p.requires_grad]
-    grad_kl = flat_grad(mean_kl(pi, obs, old), params, create_graph=True)
+    grad_kl = flat_grad(mean_kl(pi, obs, old), params, create_graph=True)  # built once, reused for every v
     return lambda v: mpi_avg(comm, flat_grad(grad_kl @ v, params, retain_graph=True)) + damping * v
 
 
-def conjugate_gradient(Avp: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, iters: int, tol: float = 1e-10):
-    """x ~= A^-1 b for a symmetric positive definite A known only through v -> A v, starting from x = 0.
-
-    b: [P]; returns x: [P] after `iters` iterations, or fewer once the squared residual |b - A x|^2 < tol.
-    Source: Nocedal and Wright, "Numerical Optimization", 2nd ed., algorithm 5.2.
-    """
+def conjugate_gradient(Avp, b: torch.Tensor, iters: int, tol: float = 1e-10) -> torch.Tensor:
+    """x ~= A^-1 b [P] for a symmetric positive definite A given as v -> A v, from x = 0, stopping early once
+    |b - A x|^2 < tol (Nocedal and Wright, "Numerical Optimization", 2nd ed., algorithm 5.2)."""
     x, r, p = torch.zeros_like(b), b.clone(), b.clone()  # solution, residual b - A x, search direction
     rr = r @ r
     for _ in range(iters):
@@ -442,16 +255,9 @@ def conjugate_gradient(Avp: Callable[[torch.Tensor], torch.Tensor], b: torch.Ten
     return x
 
 
-def line_search(
-    params: list, step: torch.Tensor, evaluate: Callable, surr_old: float, delta: float, coeff: float, iters: int
-):
-    """Backtracking line search over theta_old + coeff^j step, j = 0, ..., iters - 1 (coeff, iters: alpha, K).
-
-    params hold theta_old on entry; evaluate() returns (KL(pi_old || pi), surrogate) at the current params.
-    Keeps the first j with KL <= delta and surrogate > surr_old; when none qualifies, restores theta_old.
-    Returns (accepted, j, kl, surr) at the parameters kept (j = iters and kl = 0 when none qualified).
-    Source: Schulman et al. 2015, appendix C.
-    """
+def line_search(params: list, step: torch.Tensor, evaluate, surr_old: float, delta, coeff, iters: int):
+    """Try theta_old + coeff^j step, j = 0 .. iters - 1, keeping the first with evaluate() = (KL, surrogate) within
+    delta and above surr_old: (True, j, kl, surr); none: theta_old again, (False, iters, 0.0, surr_old)."""
     theta_old = get_flat(params)
     for j in range(iters):
         set_flat(params, theta_old + coeff**j * step)
@@ -462,17 +268,9 @@ def line_search(
     return False, iters, 0.0, surr_old
 
 
-def trpo_update(
-    pi: Actor, batch: tuple, delta, damping, cg_iters, backtrack_iters, backtrack_coeff, npg=False, comm=None
-):
-    """One TRPO policy update on a batch, in place: pi holds theta_k on entry and theta_k+1 on return.
-
-    batch = (obs [B, obs_dim], act [B, k] (Box) or [B] (Discrete), adv [B], logp_old [B] = log pi_k(act|obs)),
-    float32 tensors on pi's device. npg=True takes the full natural-gradient step with no line search.
-    Under MPI (comm), every average (g, H v, KL, surrogate) is over all ranks' batches, so all ranks step alike.
-    Returns floats: surr_old and surr (the surrogate before and after), kl (KL(pi_k || pi_k+1) on the
-    batch), backtrack_iters (j of the step kept, K if none) and accepted (1.0 or 0.0). Source: Schulman et al. 2015.
-    """
+def trpo_update(pi: Actor, batch: tuple, *, delta, damping, cg_iters, backtrack_iters, backtrack_coeff, npg, comm):
+    """theta_k -> theta_k+1 in place on batch = (obs, act, adv, logp_old = log pi_k(act|obs)), averaged over MPI
+    ranks (npg: the full step). Returns surr_old, surr, kl = KL(pi_k || pi_k+1), backtrack_iters, accepted (1/0)."""
     (obs, act, adv, logp_old), params = batch, [p for p in pi.parameters() if p.requires_grad]
     with torch.no_grad():
         old = (pi(obs), pi.log_std.detach().clone())  # pi_k on the batch, fixed during the update
@@ -487,31 +285,23 @@ def trpo_update(
 
     def evaluate() -> tuple[float, float]:
         with torch.no_grad():
-            kl, surr = mean_kl(pi, obs, old), surrogate(pi, obs, act, adv, logp_old)
-            return tuple(mpi_avg(comm, torch.stack([kl, surr])).tolist())
+            kl_surr = torch.stack([mean_kl(pi, obs, old), surrogate(pi, obs, act, adv, logp_old)])
+        return tuple(mpi_avg(comm, kl_surr).tolist())
 
     surr_old = mpi_avg(comm, surr.detach()).item()
     if npg:  # natural policy gradient: always the full step
         set_flat(params, get_flat(params) + step)
-        (kl, surr_new), accepted, j = evaluate(), True, 0
+        (kl, surr), accepted, j = evaluate(), True, 0
     else:
-        accepted, j, kl, surr_new = line_search(
-            params, step, evaluate, surr_old, delta, backtrack_coeff, backtrack_iters
-        )
-    return {"surr_old": surr_old, "surr": surr_new, "kl": kl, "backtrack_iters": j, "accepted": float(accepted)}
+        accepted, j, kl, surr = line_search(params, step, evaluate, surr_old, delta, backtrack_coeff, backtrack_iters)
+    return {"surr_old": surr_old, "surr": surr, "kl": kl, "backtrack_iters": j, "accepted": float(accepted)}
 
 
-def gae(
-    rew: np.ndarray, v: np.ndarray, next_v: np.ndarray, term: np.ndarray, done: np.ndarray, gamma: float, lam: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """GAE-Lambda advantages and lambda-return targets over a rollout of shape [T, N] (time, env).
-
-    v[t] = V(s_t); next_v[t] = V(s'_t) of the true next state (the final observation when the
-    episode ended at t). td_err_t = r_t + gamma (1 - term_t) next_v_t - v_t, so a truncated episode
-    and the rollout's last step bootstrap from V(s'); A_t = td_err_t + gamma lam (1 - done_t) A_{t+1}.
-    Returns (adv, ret = adv + v), float32 [T, N]; with lam = 1, ret is the discounted
-    rewards-to-go bootstrapped at truncation. Source: Schulman et al. 2016, eq. 16.
-    """
+def gae(rew, v, next_v, term, done, gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """GAE-Lambda advantages and lambda-returns over a rollout [T, N] (Schulman et al. 2016, eq. 16): v = V(s_t),
+    next_v = V(s'_t) of the true next state (the final obs where an episode ended). td_err_t = r_t + gamma (1 - term_t)
+    next_v_t - v_t, so truncation and the rollout's end bootstrap; A_t = td_err_t + gamma lam (1 - done_t) A_t+1.
+    Returns float32 (adv, ret = adv + v); with lam = 1, ret is the rewards-to-go bootstrapped at truncation."""
     adv = np.zeros_like(rew, dtype=np.float32)
     td_err = rew + gamma * (1.0 - term) * next_v - v
     last = np.zeros(rew.shape[1], dtype=np.float32)
@@ -521,259 +311,52 @@ def gae(
     return adv, adv + v
 
 
-def explained_variance(pred: np.ndarray, target: np.ndarray) -> float:
-    """1 - Var[target - pred] / Var[target]; nan when the target is constant."""
-    var = np.var(target)
-    return float("nan") if var == 0 else float(1 - np.var(target - pred) / var)
+class RolloutBuffer:
+    """One epoch's rollout D_k, float32 arrays [T, N, ...] (time, env): obs and next_obs as the policy saw them
+    (normalised; next_obs the true s', the final obs where the episode ended), raw_obs (for the normaliser), act
+    [T, N, act_dim] or [T, N], logp = log pi_k(act|obs), raw rew, term and done (term | trunc) as 1.0, disc_ret."""
+
+    FIELDS = ("obs", "raw_obs", "next_obs", "act", "logp", "rew", "term", "done", "disc_ret")
+
+    def __init__(self, T: int, N: int, obs_dim: int, act_shape: tuple[int, ...]):
+        for key in self.FIELDS:
+            shape = (T, N, obs_dim) if "obs" in key else (T, N, *act_shape) if key == "act" else (T, N)
+            setattr(self, key, np.zeros(shape, dtype=np.float32))
+
+    def store(self, t: int, *row: np.ndarray) -> None:
+        """Write the N-row arrays of step t, given in the order of FIELDS."""
+        for key, value in zip(self.FIELDS, row, strict=True):
+            getattr(self, key)[t] = value
 
 
-# ------------------------------------------------------------------ MPI data parallelism
-def mpi_comm():
-    """MPI.COMM_WORLD when started by mpiexec/srun with more than one process, else None.
-
-    mpi4py is imported only under such a launch (PMI_SIZE or OMPI_COMM_WORLD_SIZE > 1), so a plain
-    `python trpo.py` never loads MPI and runs where mpi4py is missing or cannot load.
-    """
-    if int(os.environ.get("PMI_SIZE") or os.environ.get("OMPI_COMM_WORLD_SIZE") or 1) <= 1:
-        return None
-    from mpi4py import MPI
-
-    return MPI.COMM_WORLD
-
-
-def mpi_sum(comm, x) -> np.ndarray:
-    """Elementwise sum over ranks of a small float64 array (x itself without MPI)."""
-    x = np.asarray(x, dtype=np.float64)
-    return x if comm is None else comm.allreduce(x)
-
-
-def mpi_average_grads(comm, params: list[nn.Parameter]) -> None:
-    """Replace every .grad by its mean over ranks, in place, with one Allreduce of the flat gradient.
-
-    Each rank's loss is a mean over its equal-sized share of the minibatch, so the averaged gradient
-    equals the gradient of the mean loss over the concatenated minibatch.
-    """
-    if comm is None:
-        return
-    params = [p for p in params if p.grad is not None]  # e.g. the unused log_std of a Categorical policy
-    flat = torch.cat([p.grad.reshape(-1) for p in params]).cpu().numpy().astype(np.float64)
-    total = np.empty_like(flat)
-    comm.Allreduce(flat, total)  # buffer-based sum
-    flat = torch.from_numpy(total / comm.Get_size()).float()
-    for p, g in zip(params, flat.split([p.numel() for p in params]), strict=True):
-        p.grad.copy_(g.view_as(p))
-
-
-def mpi_avg(comm, x: torch.Tensor) -> torch.Tensor:
-    """The mean over ranks of a small tensor (summed in float64), on x's device and dtype; x itself without MPI."""
-    return x if comm is None else torch.as_tensor(mpi_sum(comm, x.detach().cpu().numpy()) / comm.Get_size()).to(x)
-
-
-# ------------------------------------------------------------------ run directory
-class RunLogger:
-    """The run directory `<data_dir>/<env_id>__<exp_name>__<seed>__<unix time>/` and what goes in it.
-
-    config.json (args, versions, git commit, how to call the policy), TensorBoard events under
-    CleanRL's keys, progress.csv (one row per epoch, the numbers of the epoch line), checkpoint.pt
-    (torch.save of tensors and plain types: loads with weights_only=True) and policy.pt2 (torch.export,
-    runs no Python when loaded) plus its snapshots policies/policy_<step>.pt2. Files are replaced
-    atomically (written to a temporary name, then renamed). `resume_step` reopens an existing run and
-    drops progress.csv rows past that step.
-    """
-
-    LINE = (
-        "step {global_step:>8d} | ret {episodic_return:8.1f} [{episodic_return_min:.0f}, {episodic_return_max:.0f}]"
-        " len {episodic_length:6.1f} | pi {policy_loss:+.4f} v {value_loss:.4f} ent {entropy:.3f}"
-        " kl {approx_kl:.4f} bt {backtrack_iters} ok {accepted:.0f} | sps {SPS}"
-    )  # the epoch line
-    TB_KEYS = {"SPS": "charts/SPS", "learning_rate": "charts/learning_rate"}  # others: losses/<column>
-    NOT_LOGGED = ("global_step", "epoch", "episodes", "time", "episodic_return_min", "episodic_return_max")
-
-    def __init__(self, run_dir: str, config: Optional[dict] = None, resume_step: Optional[int] = None):
-        self.dir, self.csv_path = run_dir, os.path.join(run_dir, "progress.csv")
-        if config is not None:
-            os.makedirs(run_dir)
-            with open(os.path.join(run_dir, "config.json"), "w") as f:
-                json.dump({**config, "versions": self.versions()}, f, indent=2)
-        if resume_step is not None and os.path.exists(self.csv_path):
-            with open(self.csv_path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["global_step"]) <= resume_step]
-            self.write_csv(rows)
-        self.writer, self.csv_rows = SummaryWriter(run_dir), None
-
-    @staticmethod
-    def versions() -> dict:
-        """Versions of python and the libraries, the command, and this file's git commit (None outside git)."""
-        here = os.path.dirname(os.path.abspath(__file__))
-        try:
-            git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-            commit = git.stdout.strip() or None
-        except (OSError, subprocess.SubprocessError):
-            commit = None
-        libs = {"torch": torch, "envpool": envpool, "gymnasium": gym, "numpy": np}
-        return {
-            "python": platform.python_version(),
-            **{k: m.__version__ for k, m in libs.items()},
-            "git_commit": commit,
-            "command": " ".join(sys.argv),
-        }
-
-    def write_csv(self, rows: list[dict]) -> None:
-        with open(self.csv_path + ".tmp", "w", newline="") as f:
-            if rows:
-                w = csv.DictWriter(f, fieldnames=list(rows[0]))
-                w.writeheader()
-                w.writerows(rows)
-        os.replace(self.csv_path + ".tmp", self.csv_path)
-
-    def episode(self, ret: float, length: int, step: int) -> None:
-        self.writer.add_scalar("charts/episodic_return", ret, step)
-        self.writer.add_scalar("charts/episodic_length", length, step)
-
-    def epoch(self, row: dict) -> str:
-        """Log one epoch: a progress.csv row and its TensorBoard scalars at row["global_step"]; return its line."""
-        for key, value in row.items():
-            if key not in self.NOT_LOGGED and not key.startswith("episodic"):
-                self.writer.add_scalar(self.TB_KEYS.get(key, f"losses/{key}"), value, row["global_step"])
-        new = not os.path.exists(self.csv_path) or os.path.getsize(self.csv_path) == 0
-        with open(self.csv_path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                w.writeheader()
-            w.writerow(row)
-        return self.LINE.format(**row)
-
-    def save(self, checkpoint: dict, policy: nn.Module, example: tuple) -> None:
-        """Write checkpoint.pt, then torch.export `policy` (dynamic batch dim) to policy.pt2 and a snapshot."""
-        path = os.path.join(self.dir, "checkpoint.pt")
-        torch.save(checkpoint, path + ".tmp")
-        os.replace(path + ".tmp", path)
-        batch = torch.export.Dim("batch", min=1)
-        program = torch.export.export(policy.eval(), example, dynamic_shapes=[{0: batch}] * len(example))
-        path = os.path.join(self.dir, "policy.pt2")
-        torch.export.save(program, path + ".tmp.pt2")  # torch.export wants the .pt2 suffix
-        os.replace(path + ".tmp.pt2", path)
-        os.makedirs(os.path.join(self.dir, "policies"), exist_ok=True)
-        shutil.copyfile(path, os.path.join(self.dir, "policies", f"policy_{checkpoint['global_step']}.pt2"))
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-def load_resume(args: Args) -> tuple[Args, dict]:
-    """The saved Args of the run in `args.resume` and its checkpoint; raises ConfigError if unreadable.
-
-    The run's own config wins, except cuda, torch_threads, save_every and, when given, total_timesteps.
-    """
-    try:
-        with open(os.path.join(args.resume, "config.json")) as f:
-            saved = json.load(f)["args"]
-        ckpt = torch.load(os.path.join(args.resume, "checkpoint.pt"), weights_only=True)
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
-        raise ConfigError(f"cannot resume from {args.resume!r}: {e}") from None
-    keep = {k: getattr(args, k) for k in ("cuda", "torch_threads", "save_every", "resume")}
-    if args.total_timesteps != Args.total_timesteps:
-        keep["total_timesteps"] = args.total_timesteps
-    saved = {f.name: saved[f.name] for f in fields(Args) if f.name in saved}
-    return Args(**{**saved, "hidden_sizes": tuple(saved["hidden_sizes"]), **keep}), ckpt
-
-
-# ------------------------------------------------------------------ training
 def train(args: Args) -> dict:
-    """Train TRPO (or NPG) as configured by `args`; return the final metrics.
-
-    Returns a dict: global_step, epochs, episodes, episodic_return (mean of the last 100 training
-    episodes), recent_returns (their list), SPS, run_dir, interrupted. Raises ConfigError on bad input.
-    """
-    args, ckpt = load_resume(args) if args.resume else (args, None)  # [impl] --resume: the run's own config
-    comm = mpi_comm()  # [impl] MPI data parallelism: None unless launched by mpiexec/srun with > 1 process
-    rank, world = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
-    check_args(args, world)
-    if ckpt is not None and ckpt.get("world", 1) != world:
-        raise ConfigError(f"{args.resume} was trained on {ckpt.get('world', 1)} MPI ranks; resume it with as many")
-    # [impl] seeding: python, numpy, torch, and explicit per-env seeds for envpool (fresh ones on resume)
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed + 10_000 * rank)
-    torch.set_num_threads(args.torch_threads)
-    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
-    seeds = env_seeds(args.seed, args.num_envs, stream=2 + len(ckpt["resumes"]) if ckpt else 0, rank=rank)
-    threads = max(1, (os.cpu_count() or 1) // world) if comm is not None else 0  # [impl] no oversubscription
-    envs = make_envs(args.env_id, args.num_envs, seeds, args.max_episode_steps, threads)
-    discrete = isinstance(envs.action_space, gym.spaces.Discrete)
-    if not discrete and not isinstance(envs.action_space, gym.spaces.Box):
-        raise ConfigError(f"{args.env_id}: trpo.py needs a Box or Discrete action space, not {envs.action_space}")
-    obs_dim = int(np.prod(envs.observation_space.shape))
-    act_dim = int(envs.action_space.n) if discrete else int(np.prod(envs.action_space.shape))
-    low, high = (np.zeros(1), np.zeros(1)) if discrete else (envs.action_space.low, envs.action_space.high)
-    T, N = args.steps_per_epoch // (args.num_envs * world), args.num_envs  # [impl] derived sizes, per rank
+    """Train TRPO (or NPG); return Run.metrics(). Raises ConfigError on bad input or when training diverges."""
+    run = Run(args, ALGO, BOUNDS, LINE)  # [impl] --resume, MPI, seeds, envs, the run directory: below the line
+    args, comm, device, world, envs = run.args, run.comm, run.device, run.world, run.envs
+    obs_dim, act_dim, discrete, low, high = run.obs_dim, run.act_dim, run.discrete, run.low, run.high
+    T, N = args.steps_per_epoch // (args.num_envs * world), args.num_envs  # [impl] rollout shape, per MPI rank
     num_epochs, mb_size = args.total_timesteps // args.steps_per_epoch, T * N // args.num_minibatches
 
     # [L1] initial policy parameters theta_0 and value function parameters phi_0
     pi = Actor(obs_dim, act_dim, args.hidden_sizes, discrete).to(device)
     vf = mlp([obs_dim, *args.hidden_sizes, 1]).to(device)
-    vf_params = list(vf.parameters())
     # [L2] the hyperparameters delta, backtrack_coeff (alpha) and backtrack_iters (K) come from args
-    vf_opt = torch.optim.Adam(vf_params, lr=args.vf_lr, eps=1e-5, fused=True)
-    obs_rms, ret_rms = RunningMeanStd((obs_dim,)), RunningMeanStd(())
+    vf_opt = torch.optim.Adam(vf.parameters(), lr=args.vf_lr, eps=1e-5, fused=True)
+    # [impl] the observation normaliser (the identity with --no-norm-obs) and the reward scale
+    obs_rms = RunningMeanStd((obs_dim,)) if args.norm_obs else RunningMeanStd((obs_dim,), eps=0.0, clip=np.inf)
+    ret_rms = RunningMeanStd(())
     state = {"pi": pi, "vf": vf, "vf_opt": vf_opt, "obs_rms": obs_rms, "ret_rms": ret_rms}
-    if ckpt is None:
-        run_dir = os.path.join(args.data_dir, f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
-        while os.path.exists(run_dir):  # [impl] two runs started in the same second get distinct dirs
-            run_dir += "_"
-        policy_info = {"file": "policy.pt2", "obs_dim": obs_dim, "noise_dim": act_dim, "discrete": discrete}
-        policy_info["noise"] = "gumbel" if discrete else "normal"
-        config = {"algo": "trpo", "args": asdict(args), "policy": policy_info, "mpi_ranks": world}
-        log = RunLogger(run_dir, config) if rank == 0 else None  # [impl] only rank 0 writes files
-        start_epoch, resumes = 0, []
-    else:
-        run_dir = args.resume
-        log = RunLogger(run_dir, resume_step=ckpt["global_step"]) if rank == 0 else None
-        for key, obj in state.items():
-            obj.load_state_dict(ckpt[key])
-        random.setstate(ckpt["rng"]["python"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        start_epoch, resumes = ckpt["epoch"], ckpt["resumes"] + [ckpt["global_step"]]
-    if comm is not None:  # [impl] MPI: every rank starts from rank 0's parameters and run directory
-        run_dir = comm.bcast(run_dir)
-        for module in (pi, vf):
-            module.load_state_dict(comm.bcast(module.state_dict()))
-
-    def save(epoch: int) -> None:  # [impl] checkpoint (resume) and policy artifact (deployment)
-        checkpoint = {k: v.state_dict() for k, v in state.items()}
-        rng = {"python": random.getstate(), "torch": torch.get_rng_state()}
-        checkpoint.update(algo="trpo", epoch=epoch, global_step=epoch * args.steps_per_epoch, resumes=resumes, rng=rng)
-        checkpoint["world"] = world
-        if rank != 0:
-            return
-        policy = ExportedPolicy(copy.deepcopy(pi).cpu(), obs_rms if args.norm_obs else None, low, high)
-        log.save(checkpoint, policy, (torch.zeros(2, obs_dim), torch.zeros(2, act_dim)))
-
-    # [impl] Ctrl-C / SIGTERM: finish the rollout, save the last full epoch, exit cleanly
-    stop = {"signal": None}
-
-    def on_signal(signum, frame):
-        if stop["signal"] is not None:
-            raise KeyboardInterrupt  # a second Ctrl-C aborts at once
-        stop["signal"] = signum
-
-    old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    run.restore(state, policy=lambda: ExportedPolicy(pi, obs_rms, low, high))
 
     buf = RolloutBuffer(T, N, obs_dim, () if discrete else (act_dim,))
     ep_ret, ep_len, disc_ret = np.zeros(N), np.zeros(N, dtype=np.int64), np.zeros(N)
-    recent, episodes = deque(maxlen=100), 0
-    norm = obs_rms.normalize if args.norm_obs else (lambda x: x)
-    raw_obs = np.asarray(envs.reset()[0], dtype=np.float32).reshape(N, obs_dim)  # [impl] reset before stepping
-    epoch = start_epoch
-    global_step = start_step = start_epoch * args.steps_per_epoch
-    start_time = time.time()
-    bar = tqdm(total=num_epochs * args.steps_per_epoch, initial=global_step, unit="step", disable=rank or None)
-    try:
-        for epoch in range(start_epoch, num_epochs):  # [L3] [L11] for k = 0, 1, 2, ... end for
+    norm, raw_obs = obs_rms.normalize, np.asarray(envs.reset()[0], dtype=np.float32).reshape(N, obs_dim)
+    with run:  # [impl] Ctrl-C / SIGTERM: finish the rollout, keep the last full epoch, exit with code 130
+        for epoch in range(run.epoch, num_epochs):  # [L3] [L11] for k = 0, 1, 2, ... end for
             if args.anneal_lr:  # [impl] linear learning-rate annealing (value function only)
                 vf_opt.param_groups[0]["lr"] = (1.0 - epoch / num_epochs) * args.vf_lr
             # [L4] collect D_k by running pi_k; the observation normaliser stays frozen during the rollout
-            ep_done = []  # (return, length, global step) of the episodes that ended in this rollout
+            ended = []  # (return, length, global step) of each episode that ends in this rollout
             for t in range(T):
                 obs = norm(raw_obs)
                 with torch.inference_mode():
@@ -785,33 +368,24 @@ def train(args: Args) -> dict:
                         act = out + pi.log_std.exp() * torch.randn_like(out)
                         logp = gaussian_logp(act, out, pi.log_std)
                 act = act.cpu().numpy()
-                # [impl] Box actions are clipped to the env's bounds when sent; logp is of the unclipped sample
+                # [impl] Box actions are clipped to the env's bounds when sent, but (!) logp stays the log-prob
+                # of the unclipped sample: the ratio in L(theta) of [L7] compares densities of that same sample
                 env_act = act if discrete else np.clip(act, low, high).astype(np.float64)
                 next_raw, rew, term, trunc, _ = envs.step(env_act)
-                next_raw = np.asarray(next_raw, dtype=np.float32).reshape(N, obs_dim)  # [impl] float64 -> float32 once
-                done = term | trunc  # [impl] trunc: time limit; only term stops bootstrapping
+                next_raw = np.asarray(next_raw, dtype=np.float32).reshape(N, obs_dim)
+                done = term | trunc  # (!) only term stops bootstrapping in gae(); trunc (a time limit) bootstraps
                 disc_ret = disc_ret * args.gamma + rew  # [impl] discounted return, for the reward scale
-                logp = logp.cpu().numpy()
-                buf.store(t, obs, raw_obs, norm(next_raw), act, logp, rew, term, done, disc_ret)
+                buf.store(t, obs, raw_obs, norm(next_raw), act, logp.cpu().numpy(), rew, term, done, disc_ret)
                 ep_ret, ep_len, raw_obs = ep_ret + rew, ep_len + 1, next_raw
                 if done.any():
-                    # [impl] envpool would reset these envs on the *next* step (ignoring its action);
-                    # reset them now so every stored transition is real and next_obs is the final obs
+                    # [impl] (!) reset the ended envs now: envpool would reset them on the *next* step and ignore
+                    # its action. So every stored transition is real, and next_obs above is the true final obs.
                     ids = np.flatnonzero(done)
                     raw_obs = raw_obs.copy()
                     raw_obs[ids] = np.asarray(envs.reset(ids)[0], dtype=np.float32).reshape(len(ids), obs_dim)
-                    for i in ids:  # [impl] episode statistics, counted by the script
-                        ep_done.append((float(ep_ret[i]), int(ep_len[i]), global_step + (t + 1) * N * world))
+                    ended += [(ep_ret[i], ep_len[i], run.global_step + (t + 1) * N * world) for i in ids]
                     ep_ret[ids], ep_len[ids], disc_ret[ids] = 0.0, 0, 0.0
-                bar.update(N * world)
-            # [impl] MPI: gather every rank's episodes; all ranks stop together when any one got Ctrl-C/SIGTERM
-            ep_done = sum(comm.allgather(ep_done), []) if comm is not None else ep_done
-            if mpi_sum(comm, stop["signal"] is not None) > 0:
-                raise KeyboardInterrupt
-            for ret_i, len_i, step_i in ep_done if log is not None else ():
-                log.episode(ret_i, len_i, step_i)
-            episodes, global_step = episodes + len(ep_done), global_step + args.steps_per_epoch
-            recent.extend(r for r, _, _ in ep_done)
+            run.end_rollout(ended)  # [impl] logs the episodes (of every MPI rank); Ctrl-C stops here
 
             # [L5] [L6] values of s_t and of the true s'_t, then GAE advantages and lambda-return targets
             if args.norm_rew:  # [impl] reward scale: std of the discounted return, updated once per epoch
@@ -823,17 +397,15 @@ def train(args: Args) -> dict:
             adv, ret = gae(rew, v, next_v, buf.term, buf.done, args.gamma, args.lam)
             if args.norm_adv:  # [impl] advantage normalisation over the (global) batch, as in Spinning Up
                 total, total_sq, count = mpi_sum(comm, [adv.sum(), (adv**2).sum(), adv.size])
-                adv_mean = total / count
-                adv = (adv - adv_mean) / (np.sqrt(max(total_sq / count - adv_mean**2, 0.0)) + 1e-8)
+                adv = (adv - total / count) / (np.sqrt(max(total_sq / count - (total / count) ** 2, 0.0)) + 1e-8)
             if args.norm_obs:  # [impl] update the normaliser once per epoch, after the batch is fixed
                 obs_rms.update(buf.raw_obs.reshape(-1, obs_dim), comm)
-            b_obs, b_act = (torch.from_numpy(x.reshape(T * N, *x.shape[2:])).to(device) for x in (buf.obs, buf.act))
-            b_adv = adv.astype(np.float32)
-            b_logp_old, b_adv, b_ret = (torch.from_numpy(x.reshape(-1)).to(device) for x in (buf.logp, b_adv, ret))
+            flat = [x.reshape(T * N, *x.shape[2:]) for x in (buf.obs, buf.act, buf.logp, adv.astype(np.float32), ret)]
+            b_obs, b_act, b_logp_old, b_adv, b_ret = (torch.from_numpy(x).to(device) for x in flat)
 
             # [L7] [L8] [L9] policy: gradient, conjugate gradient, line search (see trpo_update)
-            hp = (args.delta, args.damping, args.cg_iters, args.backtrack_iters, args.backtrack_coeff)
-            stats = trpo_update(pi, (b_obs, b_act, b_adv, b_logp_old), *hp, npg=args.algo == "npg", comm=comm)
+            hp = {k: getattr(args, k) for k in ("delta", "damping", "cg_iters", "backtrack_iters", "backtrack_coeff")}
+            update = trpo_update(pi, (b_obs, b_act, b_adv, b_logp_old), **hp, npg=args.algo == "npg", comm=comm)
             with torch.no_grad():
                 _, ent = pi.logp_entropy(b_obs, b_act)
 
@@ -843,47 +415,329 @@ def train(args: Args) -> dict:
                     loss_v = (vf(b_obs[idx]).squeeze(-1) - b_ret[idx]).pow(2).mean()
                     vf_opt.zero_grad(set_to_none=True)
                     loss_v.backward()
-                    mpi_average_grads(comm, vf_params)  # [impl] MPI: identical steps on all ranks
+                    mpi_average_grads(comm, vf.parameters())  # [impl] MPI: identical steps on all ranks
                     if args.max_grad_norm is not None:  # [impl] gradient-norm clipping
-                        nn.utils.clip_grad_norm_(vf_params, args.max_grad_norm)
+                        nn.utils.clip_grad_norm_(vf.parameters(), args.max_grad_norm)
                     vf_opt.step()
 
-            # [impl] logging: the epoch line, progress.csv and TensorBoard carry the same numbers
-            with torch.no_grad():
+            with torch.no_grad():  # [impl] the epoch's numbers: the epoch line, progress.csv, TensorBoard
                 loss_v = (vf(b_obs).squeeze(-1) - b_ret).pow(2).mean().item()
-            rets, lens = [r for r, _, _ in ep_done] or [float("nan")], [n for _, n, _ in ep_done] or [float("nan")]
-            row = {"global_step": global_step, "epoch": epoch + 1, "episodes": episodes}
-            row.update(
-                episodic_return=np.mean(rets), episodic_return_min=np.min(rets), episodic_return_max=np.max(rets)
-            )
-            row.update(episodic_length=np.mean(lens))
-            # policy_loss: -L(theta_k+1), the surrogate loss after the step (before it: -mean(adv) = 0)
-            row.update(policy_loss=-stats["surr"], value_loss=loss_v, entropy=ent.mean().item())
-            # approx_kl (CleanRL's key): here the exact sample-average KL(pi_k || pi_k+1) after the step
-            row.update(approx_kl=stats["kl"], backtrack_iters=stats["backtrack_iters"], accepted=stats["accepted"])
-            row.update(explained_variance=explained_variance(v.reshape(-1), ret.reshape(-1)))
-            row.update(learning_rate=vf_opt.param_groups[0]["lr"], time=time.time() - start_time)
-            row.update(SPS=int((global_step - start_step) / row["time"]))
-            if log is not None:
-                bar.write(log.epoch(row))
-            if (epoch + 1) % args.save_every == 0 or epoch + 1 == num_epochs:
-                save(epoch + 1)
-        epoch = num_epochs
-    except KeyboardInterrupt:
-        # [impl] the interrupted epoch's partial rollout is dropped; networks are as after the last full epoch
-        save(epoch)
-        if rank == 0:
-            print(f"interrupted: saved epoch {epoch} of {run_dir}; continue with: python trpo.py --resume {run_dir}")
-        stop["signal"] = stop["signal"] or signal.SIGINT
-    finally:
-        bar.close(), envs.close(), log is not None and log.close()
-        for s, h in old_handlers.items():
-            signal.signal(s, h)
-    end_step = epoch * args.steps_per_epoch
-    metrics = {"global_step": end_step, "epochs": epoch, "episodes": episodes, "run_dir": run_dir}
-    metrics.update(episodic_return=float(np.mean(recent)) if recent else float("nan"))
-    metrics.update(recent_returns=[float(r) for r in recent], interrupted=stop["signal"] is not None)
-    return {**metrics, "SPS": int((end_step - start_step) / max(time.time() - start_time, 1e-9))}
+            # policy_loss: -L(theta_k+1) (before the step: -mean(adv) = 0); approx_kl: the exact KL(pi_k || pi_k+1)
+            stats = {"policy_loss": -update["surr"], "value_loss": loss_v, "entropy": ent.mean().item()}
+            stats |= {"approx_kl": update["kl"], **{k: update[k] for k in ("backtrack_iters", "accepted")}}
+            stats |= {"explained_variance": float(1 - np.var(ret - v) / np.var(ret)) if np.var(ret) else float("nan")}
+            run.end_epoch({**stats, "learning_rate": vf_opt.param_groups[0]["lr"]})  # [impl] saves on schedule
+    return run.metrics()
+
+
+# ==== plumbing: running the experiment, not RL. The same text in vpg.py, ppo.py and trpo.py.
+class ConfigError(ValueError):
+    """Bad input (unknown env, impossible sizes, an unwritable run directory) or a diverged run: one line, exit 2."""
+
+
+def check_args(args: Args, bounds: dict[str, str], world: int) -> None:
+    """Raise ConfigError unless sizes are positive, fields lie in their `bounds` and the batch splits over ranks."""
+    sizes = ("total_timesteps", "num_envs", "torch_threads", "save_every", "steps_per_epoch")
+    for name, interval in {**dict.fromkeys(sizes, "(0, inf)"), **bounds}.items():
+        value, (low, high) = getattr(args, name), (float(x) for x in interval[1:-1].split(","))
+        above = value > low or (interval[0] == "[" and value == low)
+        if not (above and (value < high or (interval[-1] == "]" and value == high))):
+            want = "positive" if interval == "(0, inf)" else f"in {interval}"
+            raise ConfigError(f"--{name.replace('_', '-')} must be {want}, got {value}")
+    if min(args.hidden_sizes, default=1) <= 0 or (args.max_episode_steps or 1) <= 0:
+        raise ConfigError("--hidden-sizes and --max-episode-steps must be positive")
+    if args.steps_per_epoch % (args.num_envs * world) or args.steps_per_epoch < args.num_minibatches * world:
+        batch = f"a multiple of --num-envs ({args.num_envs}) x {world} MPI ranks"
+        least = f"at least --num-minibatches ({args.num_minibatches}) x ranks"
+        raise ConfigError(f"--steps-per-epoch ({args.steps_per_epoch}) must be {batch} and {least}")
+    if args.total_timesteps < args.steps_per_epoch:
+        epoch = f"(--steps-per-epoch {args.steps_per_epoch})"
+        raise ConfigError(f"--total-timesteps ({args.total_timesteps}) is smaller than one epoch {epoch}")
+
+
+class GymnasiumPool:
+    """envpool's sync interface (reset(env_ids) resets and returns only those) on gymnasium's, autoreset off."""
+
+    def __init__(self, env_id: str, num_envs: int, seeds: list[int], **kw):
+        no_autoreset = {"autoreset_mode": gym.vector.AutoresetMode.DISABLED}
+        self.envs = gym.make_vec(env_id, num_envs, vectorization_mode="sync", vector_kwargs=no_autoreset, **kw)
+        self.seeds, self.step, self.close = seeds, self.envs.step, self.envs.close
+        self.observation_space, self.action_space = self.envs.single_observation_space, self.envs.single_action_space
+
+    def reset(self, env_ids: np.ndarray | None = None):
+        every = np.arange(self.envs.num_envs)
+        ids = every if env_ids is None else np.asarray(env_ids)
+        obs, info = self.envs.reset(seed=self.seeds, options={"reset_mask": np.isin(every, ids)})
+        self.seeds = None  # the first reset seeds every env; later resets continue their RNGs
+        return obs[ids], info
+
+
+def make_envs(env_id: str, num_envs: int, seeds: list[int], max_episode_steps: int | None = None, threads: int = 0):
+    """num_envs envs of env_id (one int32 seed each) with envpool's sync interface (envpool.readthedocs.io): envpool
+    itself, or gymnasium for an id envpool does not know; ConfigError for an id neither knows, naming close ones."""
+    warnings.filterwarnings("ignore", message=".*precision lowered by casting.*")  # envpool's float32 Box
+    kw = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
+    if env_id in envpool.list_all_envs():
+        kw |= {"batch_size": num_envs, "num_threads": threads}
+        return envpool.make_gymnasium(env_id, num_envs=num_envs, seed=seeds, **kw)
+    if env_id in gym.registry:
+        return GymnasiumPool(env_id, num_envs, seeds, **kw)
+    close = difflib.get_close_matches(env_id, list(envpool.list_all_envs()) + list(gym.registry), n=5, cutoff=0.5)
+    raise ConfigError(f"unknown env id {env_id!r}; closest known ids: {', '.join(close) or '(none)'}")
+
+
+class RunningMeanStd:
+    """Running float64 mean and variance of `shape`-vectors (Chan et al. 1979); normalize() clips to +-clip."""
+
+    def __init__(self, shape=(), eps: float = 1e-8, clip: float = 10.0):
+        self.mean, self.var, self.count, self.eps, self.clip = np.zeros(shape), np.ones(shape), 0.0, eps, clip
+
+    def update(self, x: np.ndarray, comm=None) -> None:
+        """Merge the batch x [B, *shape] (and, under MPI, every rank's batch, in rank order)."""
+        x = np.asarray(x, dtype=np.float64).reshape(-1, *self.mean.shape)
+        batch = (x.mean(0), x.var(0), x.shape[0])
+        for b_mean, b_var, b_count in comm.allgather(batch) if comm is not None else [batch]:
+            delta, total = b_mean - self.mean, self.count + b_count
+            m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total
+            self.mean, self.var = np.asarray(self.mean + delta * b_count / total), np.asarray(m2 / total)
+            self.count = total
+
+    def normalize(self, x: np.ndarray) -> np.ndarray:
+        return np.clip((x - self.mean) / np.sqrt(self.var + self.eps), -self.clip, self.clip).astype(np.float32)
+
+    def state_dict(self) -> dict:
+        return {"mean": torch.tensor(self.mean), "var": torch.tensor(self.var), "count": self.count}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.mean, self.var, self.count = d["mean"].numpy().copy(), d["var"].numpy().copy(), float(d["count"])
+
+
+class ExportedPolicy(nn.Module):
+    """policy.pt2: forward(obs [B, obs_dim], noise [B, k]) -> act, the obs normaliser inside. Box: clip(mu + std *
+    noise, low, high), noise ~ N(0, 1); Discrete: argmax(logits + noise), noise ~ Gumbel. Zero noise: the mode."""
+
+    def __init__(self, actor: nn.Module, obs_rms: RunningMeanStd, low: np.ndarray, high: np.ndarray):
+        super().__init__()
+        self.actor, self.discrete, self.clip = actor, actor.discrete, obs_rms.clip
+        std = np.sqrt(obs_rms.var + obs_rms.eps)  # (the identity normaliser with --no-norm-obs: eps 0, clip inf)
+        for name, value in (("obs_mean", obs_rms.mean), ("obs_std", std), ("low", low), ("high", high)):
+            self.register_buffer(name, torch.as_tensor(value, dtype=torch.float32))
+
+    def forward(self, obs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        out = self.actor(torch.clamp((obs - self.obs_mean) / self.obs_std, -self.clip, self.clip))
+        if self.discrete:
+            return torch.argmax(out + noise, dim=-1)
+        return torch.clamp(out + self.actor.log_std.exp() * noise, self.low, self.high)
+
+
+def mpi_comm():
+    """MPI.COMM_WORLD under mpiexec/srun with more than one process, else None (and mpi4py need not be installed)."""
+    if int(os.environ.get("PMI_SIZE") or os.environ.get("OMPI_COMM_WORLD_SIZE") or 1) <= 1:
+        return None
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD
+
+
+def mpi_sum(comm, x) -> np.ndarray:
+    """Elementwise sum over ranks of a small float64 array (x itself without MPI)."""
+    return np.asarray(x, dtype=np.float64) if comm is None else comm.allreduce(np.asarray(x, dtype=np.float64))
+
+
+def mpi_average_grads(comm, params: list[nn.Parameter]) -> None:
+    """Each .grad := its mean over ranks: the gradient of the mean loss over all ranks' (equal) minibatch shares."""
+    params = [p for p in params if p.grad is not None and comm is not None]  # no grad: a Categorical's log_std
+    if params:
+        flat = mpi_sum(comm, torch.cat([p.grad.reshape(-1) for p in params]).cpu().numpy()) / comm.Get_size()
+        for p, g in zip(params, torch.from_numpy(flat).float().split([p.numel() for p in params]), strict=True):
+            p.grad.copy_(g.view_as(p))
+
+
+class Run:
+    """One run: resume, MPI, seeds, the envs and the directory <data_dir>/<env_id>__<exp_name>__<seed>__<time>/
+    that MPI rank 0 writes: config.json, TensorBoard events (CleanRL's keys), progress.csv, checkpoint.pt (loads
+    with weights_only=True), policy.pt2 (torch.export) and policies/policy_<step>.pt2. Inside `with run:` a first
+    Ctrl-C / SIGTERM stops every rank after the rollout and saves the last full epoch; a second stops at once."""
+
+    def __init__(self, args: Args, algo: str, bounds: dict[str, str], line: str):
+        self.comm, self.algo, self.line, self.script = mpi_comm(), algo, line, os.path.basename(__file__)
+        self.rank, self.world = (self.comm.Get_rank(), self.comm.Get_size()) if self.comm is not None else (0, 1)
+        args, self.ckpt = load_resume(args, self.world) if args.resume else (args, None)
+        check_args(args, bounds, self.world)
+        random.seed(args.seed)
+        np.random.seed(args.seed)
+        torch.manual_seed(args.seed + 10_000 * self.rank)
+        torch.set_num_threads(args.torch_threads)
+        self.args, self.device = args, torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+        self.epoch = self.ckpt["epoch"] if self.ckpt else 0
+        self.num_epochs = args.total_timesteps // args.steps_per_epoch
+        self.global_step = self.start_step = self.epoch * args.steps_per_epoch
+        self.saved_step = self.ckpt["global_step"] if self.ckpt else None
+        self.episodes, self.ended, self.recent, self.stop = 0, [], [], False
+        self.run_dir = args.resume or f"{args.data_dir}/{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        while self.ckpt is None and os.path.exists(self.run_dir):  # two runs started in the same second
+            self.run_dir += "_"
+        # fresh env seeds for every rank and every resume (the k-th: stream 2 + k; training is stream 0)
+        stream = 2 + len(self.ckpt["resumes"]) if self.ckpt else 0
+        seeds = np.random.SeedSequence([args.seed, stream, self.rank]).generate_state(args.num_envs) % 2**31
+        threads = 0 if self.comm is None else max(1, (os.cpu_count() or 1) // self.world)  # no oversubscription
+        self.envs = make_envs(args.env_id, args.num_envs, seeds.tolist(), args.max_episode_steps, threads)
+        self.stack, space = contextlib.ExitStack(), self.envs.action_space  # what __exit__ closes, newest first
+        self.stack.callback(self.envs.close)
+        self.discrete = isinstance(space, gym.spaces.Discrete)
+        if not self.discrete and not isinstance(space, gym.spaces.Box):
+            self.stack.close()
+            raise ConfigError(f"{args.env_id}: {self.script} needs a Box or Discrete action space, not {space}")
+        self.obs_dim = int(np.prod(self.envs.observation_space.shape))
+        self.act_dim = int(space.n) if self.discrete else int(np.prod(space.shape))
+        self.low, self.high = (np.zeros(1), np.zeros(1)) if self.discrete else (space.low, space.high)
+
+    def restore(self, state: dict, policy) -> None:
+        """Resume `state` (name -> object with load_state_dict) and the RNG, or make the run directory; then every
+        MPI rank takes rank 0's networks. policy() builds the module that save() exports."""
+        self.state, self.policy, error, csv_path = state, policy, None, os.path.join(self.run_dir, "progress.csv")
+        if self.ckpt is not None:
+            for key, obj in state.items():
+                obj.load_state_dict(self.ckpt[key])
+            random.setstate(self.ckpt["rng"]["python"])
+            torch.set_rng_state(self.ckpt["rng"]["torch"])
+        if self.rank == 0 and self.ckpt is not None and os.path.exists(csv_path):  # drop rows after the checkpoint
+            with open(csv_path) as f:
+                rows = f.readlines()
+            with open(csv_path, "w") as f:
+                f.writelines(rows[:1] + [row for row in rows[1:] if int(row.split(",")[0]) <= self.saved_step])
+        elif self.rank == 0 and self.ckpt is None:
+            policy = {"file": "policy.pt2", "obs_dim": self.obs_dim, "noise_dim": self.act_dim}
+            policy |= {"discrete": self.discrete, "noise": "gumbel" if self.discrete else "normal"}
+            config = {"algo": self.algo, "args": asdict(self.args), "policy": policy, "mpi_ranks": self.world}
+            try:
+                os.makedirs(self.run_dir)
+                with open(os.path.join(self.run_dir, "config.json"), "w") as f:
+                    json.dump({**config, "versions": versions()}, f, indent=2)
+            except OSError as e:
+                error = f"cannot create the run directory {self.run_dir!r}: {e.strerror or e}"
+        if self.comm is not None:
+            self.run_dir, error = self.comm.bcast((self.run_dir, error))
+            for module in (obj for obj in state.values() if isinstance(obj, nn.Module)):
+                module.load_state_dict(self.comm.bcast(module.state_dict()))
+        if error is not None:
+            self.stack.close()
+            raise ConfigError(error)
+        self.writer = self.stack.enter_context(SummaryWriter(self.run_dir)) if self.rank == 0 else None
+
+    def __enter__(self):
+        for s in (signal.SIGINT, signal.SIGTERM):  # restored on exit
+            self.stack.callback(signal.signal, s, signal.signal(s, self.on_signal))
+        total, disable = self.num_epochs * self.args.steps_per_epoch, None if self.rank == 0 else True
+        self.bar = self.stack.enter_context(tqdm(total=total, initial=self.global_step, unit="step", disable=disable))
+        self.start_time = time.time()
+        return self
+
+    def on_signal(self, signum, frame) -> None:
+        if self.stop:
+            raise KeyboardInterrupt  # a second Ctrl-C stops at once
+        self.stop = True
+
+    def __exit__(self, kind, value, traceback) -> bool:
+        if kind is KeyboardInterrupt:  # the interrupted rollout is dropped: saved as after the last full epoch
+            self.save()
+            resume = f"python {self.script} --resume {self.run_dir}"
+            if self.rank == 0:
+                print(f"interrupted: saved epoch {self.epoch} of {self.run_dir}; continue with: {resume}")
+            self.stop = True
+        self.stack.close()
+        return kind is KeyboardInterrupt
+
+    def end_rollout(self, ended: list[tuple]) -> None:
+        """Log the ended episodes (return, length, step) of all ranks; all raise KeyboardInterrupt if one got Ctrl-C."""
+        self.ended = [e for part in self.comm.allgather(ended) for e in part] if self.comm is not None else ended
+        if mpi_sum(self.comm, self.stop) > 0:
+            raise KeyboardInterrupt
+        for ret, length, step in self.ended:
+            if self.writer is not None:
+                self.writer.add_scalar("charts/episodic_return", ret, step)
+                self.writer.add_scalar("charts/episodic_length", length, step)
+        self.recent = (self.recent + [float(ret) for ret, _, _ in self.ended])[-100:]
+        self.episodes, self.global_step = self.episodes + len(self.ended), self.global_step + self.args.steps_per_epoch
+        self.bar.update(self.args.steps_per_epoch)
+
+    def end_epoch(self, stats: dict) -> None:
+        """Log the epoch's stats (TensorBoard: losses/<name>), save on schedule; ConfigError when training diverged."""
+        bad = [k for k, v in stats.items() if "loss" in k and not np.isfinite(v)]
+        modules = {k: m for k, m in self.state.items() if isinstance(m, nn.Module)}
+        bad += [f"{k} parameters" for k, m in modules.items() if not all(p.isfinite().all() for p in m.parameters())]
+        if bad:
+            lrs = ", ".join(f"--{f.replace('_', '-')}" for f in Args.__dataclass_fields__ if f.endswith("lr"))
+            kept = f"checkpoint.pt of step {self.saved_step} kept" if self.saved_step is not None else "nothing saved"
+            raise ConfigError(f"diverged at step {self.global_step}: {', '.join(bad)} not finite; lower {lrs} ({kept})")
+        rets, lens = [float(e[0]) for e in self.ended] or [np.nan], [int(e[1]) for e in self.ended] or [np.nan]
+        self.epoch, elapsed = self.epoch + 1, time.time() - self.start_time
+        row = {"global_step": self.global_step, "epoch": self.epoch, "episodes": self.episodes}
+        row |= {"episodic_return": np.mean(rets), "episodic_return_min": min(rets), "episodic_return_max": max(rets)}
+        row |= {"episodic_length": np.mean(lens), **stats, "time": elapsed}
+        row["SPS"] = int((self.global_step - self.start_step) / elapsed)
+        if self.rank == 0:
+            for key, value in {**stats, "SPS": row["SPS"]}.items():
+                tag = f"charts/{key}" if key in ("SPS", "learning_rate") else f"losses/{key}"
+                self.writer.add_scalar(tag, value, self.global_step)
+            with open(os.path.join(self.run_dir, "progress.csv"), "a") as f:  # a new file starts with the header
+                f.write(("" if f.tell() else ",".join(row) + "\n") + ",".join(map(str, row.values())) + "\n")
+            self.bar.write(self.line.format(**row))
+        if self.epoch % self.args.save_every == 0 or self.epoch == self.num_epochs:
+            self.save()
+
+    def save(self) -> None:
+        """Rank 0: checkpoint.pt (everything to resume), then policy.pt2 and policies/policy_<step>.pt2."""
+        self.saved_step, path = self.epoch * self.args.steps_per_epoch, os.path.join(self.run_dir, "")
+        if self.rank != 0:
+            return
+        ckpt = {key: obj.state_dict() for key, obj in self.state.items()}
+        resumes = self.ckpt["resumes"] + [self.ckpt["global_step"]] if self.ckpt else []
+        ckpt |= {"algo": self.algo, "epoch": self.epoch, "global_step": self.saved_step, "resumes": resumes}
+        ckpt |= {"rng": {"python": random.getstate(), "torch": torch.get_rng_state()}, "world": self.world}
+        torch.save(ckpt, path + "checkpoint.tmp")
+        os.replace(path + "checkpoint.tmp", path + "checkpoint.pt")
+        example, dims = (torch.zeros(2, self.obs_dim), torch.zeros(2, self.act_dim)), [{0: torch.export.Dim("b")}] * 2
+        program = torch.export.export(copy.deepcopy(self.policy()).cpu().eval(), example, dynamic_shapes=dims)
+        os.makedirs(path + "policies", exist_ok=True)
+        torch.export.save(program, f"{path}policies/policy_{self.saved_step}.pt2")
+        torch.export.save(program, path + "policy.tmp.pt2")  # torch.export wants the .pt2 suffix
+        os.replace(path + "policy.tmp.pt2", path + "policy.pt2")
+
+    def metrics(self) -> dict:
+        """What train() returns; episodic_return is the mean of recent_returns, the last 100 episodes' returns."""
+        end_step = self.epoch * self.args.steps_per_epoch
+        sps = int((end_step - self.start_step) / max(time.time() - self.start_time, 1e-9))
+        metrics = {"global_step": end_step, "epochs": self.epoch, "episodes": self.episodes, "run_dir": self.run_dir}
+        metrics["episodic_return"] = float(np.mean(self.recent)) if self.recent else float("nan")
+        return {**metrics, "recent_returns": self.recent, "interrupted": self.stop, "SPS": sps}
+
+
+def load_resume(args: Args, world: int) -> tuple[Args, dict]:
+    """The Args saved in `args.resume` (but cuda, torch_threads, save_every and a given total_timesteps) and its
+    checkpoint; ConfigError when they are unreadable or the run had another number of MPI ranks."""
+    try:
+        with open(os.path.join(args.resume, "config.json")) as f:
+            saved = {k: v for k, v in json.load(f)["args"].items() if k in Args.__dataclass_fields__}
+        ckpt = torch.load(os.path.join(args.resume, "checkpoint.pt"), weights_only=True)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise ConfigError(f"cannot resume from {args.resume!r}: {e}") from None
+    if ckpt.get("world", 1) != world:
+        raise ConfigError(f"{args.resume} was trained on {ckpt.get('world', 1)} MPI ranks; resume it with as many")
+    keep = {k: getattr(args, k) for k in ("cuda", "torch_threads", "save_every", "resume")}
+    keep |= {"total_timesteps": args.total_timesteps} if args.total_timesteps != Args.total_timesteps else {}
+    return Args(**{**saved, "hidden_sizes": tuple(saved["hidden_sizes"]), **keep}), ckpt
+
+
+def versions() -> dict:
+    """Versions of python and the libraries, this file's git commit (None outside git) and the command."""
+    try:
+        git = ["git", "-C", os.path.dirname(os.path.abspath(__file__)), "rev-parse", "HEAD"]
+        commit = subprocess.run(git, capture_output=True, text=True, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    libs = {"python": sys.version.split()[0], **{m.__name__: m.__version__ for m in (torch, envpool, gym, np)}}
+    return {**libs, "git_commit": commit, "command": " ".join(sys.argv)}
 
 
 if __name__ == "__main__":
@@ -892,4 +746,4 @@ if __name__ == "__main__":
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    sys.exit(130 if metrics["interrupted"] else 0)  # [impl] 130: the shell's code for a Ctrl-C'd program
+    sys.exit(130 if metrics["interrupted"] else 0)  # 130: the shell's code for a Ctrl-C'd program

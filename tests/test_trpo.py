@@ -117,9 +117,9 @@ class Recorder:
     def __init__(self):
         self.calls, self.real = [], trpo.trpo_update
 
-    def __call__(self, pi, batch, *hp, **kw):
+    def __call__(self, pi, batch, **hp):
         before = copy.deepcopy(pi)
-        stats = self.real(pi, batch, *hp, **kw)
+        stats = self.real(pi, batch, **hp)
         batch = [x.clone() for x in batch]  # the script's tensors share memory with its rollout buffer
         self.calls.append({"before": before, "after": copy.deepcopy(pi), "batch": batch, "hp": hp, "stats": stats})
         return stats
@@ -143,7 +143,7 @@ def surrogate_ref(pi, obs, act, adv, logp_old) -> float:
 @pytest.mark.parametrize("env_id", ["Hopper-v4", "CartPole-v1"])
 def test_update_on_real_batches_stays_in_trust_region_and_improves(monkeypatch, tmp_path, env_id):
     for call in record_updates(monkeypatch, tmp_path, env_id):
-        (obs, act, adv, logp_old), delta, stats = call["batch"], call["hp"][0], call["stats"]
+        (obs, act, adv, logp_old), delta, stats = call["batch"], call["hp"]["delta"], call["stats"]
         assert stats["accepted"] == 1.0, stats
         with torch.no_grad():
             kl = kl_divergence(dist(call["before"], obs), dist(call["after"], obs)).mean().item()
@@ -169,7 +169,8 @@ def test_failed_line_search_leaves_parameters_unchanged(monkeypatch, tmp_path):
     assert not accepted and j == 10 and kl == 0.0 and surr == surr_old
     assert torch.equal(trpo.get_flat(trainable(pi)), theta_old)
     # zero advantages: no step improves the surrogate, so trpo_update keeps theta_k
-    stats = trpo.trpo_update(pi, (obs, act, torch.zeros_like(adv), logp_old), 0.01, 0.1, 10, 10, 0.8)
+    hp = {"delta": 0.01, "damping": 0.1, "cg_iters": 10, "backtrack_iters": 10, "backtrack_coeff": 0.8}
+    stats = trpo.trpo_update(pi, (obs, act, torch.zeros_like(adv), logp_old), **hp, npg=False, comm=None)
     assert stats["accepted"] == 0.0 and stats["backtrack_iters"] == 10
     assert torch.equal(trpo.get_flat(trainable(pi)), theta_old)
 
