@@ -14,47 +14,39 @@ Pseudocode (after Spinning Up's TD3 page, https://spinningup.openai.com/en/lates
     L9      if it is time to update then
     L10         for j in range(however many updates) do
     L11             Sample a batch B = {(s, a, r, s', d)} from D uniformly at random.
-    L12             Compute the target actions a'(s') = clip(mu_theta_targ(s') + clip(eps, -c, c), a_low, a_high),
-                    eps ~ N(0, target_noise^2), drawn for every sample (target policy smoothing).
-    L13             Compute the targets y = r + gamma (1 - d) min_i Q_phi_targ,i(s', a'(s')).
-    L14             Update each Q-function by one gradient descent step on mean_B (Q_phi_i(s, a) - y)^2.
-    L15             if j mod policy_delay = 0 then
-    L16                 Update the policy by one gradient ascent step on mean_B Q_phi_1(s, mu_theta(s)).
-    L17                 Update the targets by polyak averaging: phi_targ,i <- rho phi_targ,i + (1 - rho) phi_i,
-                        theta_targ <- rho theta_targ + (1 - rho) theta.
-    L18             end if
-    L19         end for
-    L20     end if
-    L21 until the step budget is spent
-
-act_noise, target_noise and noise_clip (c) are in units of the action range: each is multiplied by
-(a_high - a_low) / 2 per dimension, so they mean the same on any bounds.
+    L12             Compute the targets y = r + gamma (1 - d) min_i Q_phi_targ,i(s', a'(s')), smoothing the target
+                    actions a'(s') = clip(mu_theta_targ(s') + clip(eps, -c, c), a_low, a_high), eps ~ N(0, sigma^2).
+    L13             Update each Q-function by one gradient descent step on mean_B (Q_phi_i(s, a) - y)^2.
+    L14             Every policy_delay-th time, update the policy by one ascent step on mean_B Q_phi_1(s, mu_theta(s)),
+    L15             Update the targets by polyak averaging: phi_targ,i <- rho phi_targ,i + (1 - rho) phi_i
+                    and theta_targ <- rho theta_targ + (1 - rho) theta (with L14 only).
+    L16         end for
+    L17     end if
+    L18 until the step budget is spent
 
 Source: Fujimoto, van Hoof and Meger 2018, "Addressing Function Approximation Error in Actor-Critic
 Methods" (arXiv 1802.09477), Algorithm 1; eqs. 10 (clipped double-Q target) and 14-15 (smoothing).
 
 Usage:
     python td3.py --env-id Hopper-v4          # 1M steps; TensorBoard logs in runs/
-    python td3.py --env-id Pendulum-v1 --total-timesteps 20_000
     python td3.py --resume runs/<run dir>     # continue an interrupted run
+
+The algorithm ends at the line `# ==== plumbing`; below it is what runs the experiment and is not RL (input
+checks, envs, resume, the deterministic test, logs, checkpoints), the same text in ddpg.py, td3.py and sac.py.
 """
 
+import contextlib
 import copy
-import csv
 import difflib
 import json
 import os
-import platform
 import random
-import shutil
 import signal
 import subprocess
 import sys
 import time
 import warnings
-from collections import deque
-from dataclasses import asdict, dataclass, fields
-from typing import Optional
+from dataclasses import asdict, dataclass
 
 import envpool
 import gymnasium as gym
@@ -79,15 +71,15 @@ class Args:
     """environment steps to train for, summed over all envs"""
     num_envs: int = 1
     """parallel environments stepped together by envpool (sync mode)"""
-    cuda: bool = True
-    """use a CUDA GPU when one is present (--no-cuda forces the CPU)"""
+    cuda: bool = False
+    """train on a CUDA GPU; off by default, as networks this small train faster on the CPU (launch-bound GPU)"""
     torch_threads: int = 2
     """torch CPU threads (the 256-wide updates run 1.2-1.4x faster on two cores than on one; ppo.py uses one)"""
     data_dir: str = "runs"
     """directory under which each run gets its own directory"""
     save_every: int = 20
     """write the checkpoint and the policy artifact every this many epochs (and at the end)"""
-    resume: Optional[str] = None
+    resume: str | None = None
     """run directory to continue: its saved config is used; pass --total-timesteps to extend it"""
     # ---- algorithm (Spinning Up names) ----
     steps_per_epoch: int = 5_000
@@ -95,13 +87,13 @@ class Args:
     replay_size: int = 1_000_000
     """capacity of the replay buffer D in transitions [L7, L11]"""
     gamma: float = 0.99
-    """discount factor gamma [L13]"""
+    """discount factor gamma [L12]"""
     polyak: float = 0.995
-    """rho of the target update p_targ <- rho p_targ + (1 - rho) p [L17] (tau = 1 - rho)"""
+    """rho of the target update p_targ <- rho p_targ + (1 - rho) p [L15] (tau = 1 - rho)"""
     pi_lr: float = 1e-3
-    """policy Adam learning rate [L16] (Spinning Up's and the TD3 paper's)"""
+    """policy Adam learning rate [L14] (Spinning Up's)"""
     q_lr: float = 1e-3
-    """Q-function Adam learning rate [L14]"""
+    """Q-function Adam learning rate [L13]"""
     act_noise: float = 0.1
     """std of the Gaussian exploration noise, in units of half the action range [L4]"""
     target_noise: float = 0.2
@@ -109,7 +101,7 @@ class Args:
     noise_clip: float = 0.5
     """c: the smoothing noise is clipped to [-c, c], in units of half the action range [L12]"""
     policy_delay: int = 2
-    """one policy and target update per this many Q-function updates [L15]"""
+    """one policy and target update per this many Q-function updates [L14]"""
     batch_size: int = 100
     """transitions per gradient step [L11] (Spinning Up's 100: ~1.6x faster per step on a CPU than 256)"""
     start_steps: int = 10_000
@@ -122,101 +114,116 @@ class Args:
     """deterministic test episodes (the mean action) at the end of every epoch, on separately seeded envs"""
     hidden_sizes: tuple[int, ...] = (256, 256)
     """hidden layer sizes of the policy and the Q-functions (ReLU)"""
-    max_episode_steps: Optional[int] = None
+    max_episode_steps: int | None = None
     """time limit of an episode (truncation); None keeps the env's own"""
     save_buffer: bool = False
     """[impl] save the replay buffer in checkpoint.pt (1M Hopper steps: 108 MB); off: a resumed run refills it"""
 
 
-class ConfigError(ValueError):
-    """Bad user input (unknown env, impossible sizes): printed as one line, exit code 2."""
+ALGO = "td3"  # its name in config.json and checkpoint.pt; BOUNDS: valid values, checked before anything runs
+BOUNDS = dict.fromkeys(("pi_lr", "q_lr", "policy_delay"), "(0, inf)")  # and those of check_args
+BOUNDS |= dict.fromkeys(("act_noise", "target_noise", "noise_clip"), "[0, inf)")
+LINE = (  # the epoch line, from the epoch's progress.csv row
+    "step {global_step:>8d} | ret {episodic_return:8.1f} len {episodic_length:6.1f}"
+    " | test {eval_episodic_return:8.1f} len {eval_episodic_length:6.1f}"
+    " | q {qf1_values:8.2f} lq {qf1_loss:8.4f} pi {actor_loss:+9.3f} | sps {SPS}"
+)
 
 
-def check_args(args: Args) -> None:
-    """Raise ConfigError when a size is not positive, a rate is out of range or a step count does not divide."""
-    positive = "total_timesteps num_envs torch_threads save_every steps_per_epoch replay_size batch_size"
-    for name in (positive + " update_every num_test_episodes policy_delay").split():
-        if getattr(args, name) <= 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if min(args.hidden_sizes, default=0) <= 0 or (args.max_episode_steps or 1) <= 0:
-        raise ConfigError("--hidden-sizes (at least one) and --max-episode-steps must be positive")
-    if min(args.start_steps, args.update_after) < 0:
-        raise ConfigError("--start-steps and --update-after must be >= 0")
-    if not (0 < args.gamma <= 1 and 0 <= args.polyak < 1 and min(args.pi_lr, args.q_lr) > 0):
-        raise ConfigError("need 0 < gamma <= 1, 0 <= polyak < 1 and positive learning rates")
-    if min(args.act_noise, args.target_noise, args.noise_clip) < 0:
-        raise ConfigError("--act-noise, --target-noise and --noise-clip must be >= 0")
-    for name in ("steps_per_epoch", "update_every"):
-        if getattr(args, name) % args.num_envs:
-            raise ConfigError(f"--{name.replace('_', '-')} must be a multiple of --num-envs ({args.num_envs})")
-    if args.total_timesteps < args.steps_per_epoch:
-        raise ConfigError(
-            f"--total-timesteps ({args.total_timesteps}) is smaller than one epoch "
-            f"(--steps-per-epoch {args.steps_per_epoch})"
-        )
+def mlp(sizes: list[int], output_activation: type[nn.Module] = nn.Identity) -> nn.Sequential:
+    """ReLU MLP with layer sizes `sizes` (input first), PyTorch's default init, `output_activation` last."""
+    layers = []
+    for i in range(len(sizes) - 1):
+        layers += [nn.Linear(sizes[i], sizes[i + 1]), nn.ReLU() if i < len(sizes) - 2 else output_activation()]
+    return nn.Sequential(*layers)
 
 
-# ------------------------------------------------------------------ environments
-class GymnasiumPool:
-    """envpool's sync interface over `gymnasium.make_vec` with autoreset disabled.
+class EnsembleLinear(nn.Module):
+    """k independent linear layers run as one batched matmul: x [m, B, in] -> [m, B, out] with the first m <= k.
 
-    For ids that envpool does not know (a user's registered env). `reset(env_ids)` resets only those
-    envs and returns their rows, as envpool does; `step(act)` returns (obs, rew, term, trunc, info).
+    Each member is initialised as nn.Linear is, U(-1/sqrt(in), 1/sqrt(in)) for weights and biases.
     """
 
-    def __init__(self, env_id: str, num_envs: int, seeds: list[int], max_episode_steps: Optional[int]):
-        kw = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
-        no_autoreset = {"autoreset_mode": gym.vector.AutoresetMode.DISABLED}
-        self.envs = gym.make_vec(env_id, num_envs, vectorization_mode="sync", vector_kwargs=no_autoreset, **kw)
-        self.seeds, self.num_envs = seeds, num_envs
-        self.observation_space = self.envs.single_observation_space
-        self.action_space = self.envs.single_action_space
+    def __init__(self, k: int, in_features: int, out_features: int):
+        super().__init__()
+        bound = in_features**-0.5
+        self.weight = nn.Parameter(torch.empty(k, in_features, out_features).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(k, 1, out_features).uniform_(-bound, bound))
 
-    def reset(self, env_ids: Optional[np.ndarray] = None):
-        if self.seeds is not None:  # the first reset seeds every env; later resets continue their RNGs
-            obs, info = self.envs.reset(seed=self.seeds)
-            self.seeds = None
-            return obs, info
-        ids = np.arange(self.num_envs) if env_ids is None else np.asarray(env_ids)
-        mask = np.zeros(self.num_envs, dtype=bool)
-        mask[ids] = True
-        obs, info = self.envs.reset(options={"reset_mask": mask})
-        return obs[ids], info
-
-    def step(self, act):
-        return self.envs.step(act)
-
-    def close(self):
-        self.envs.close()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = len(x)
+        return torch.baddbmm(self.bias[:m], x, self.weight[:m])
 
 
-def make_envs(env_id: str, num_envs: int, seeds: list[int], max_episode_steps: Optional[int] = None, threads: int = 0):
-    """Build `num_envs` envs of `env_id` in sync mode, envpool first, gymnasium as a fallback.
+class TwinQ(nn.Module):
+    """Q_phi_1 and Q_phi_2 as one batched ReLU MLP: one forward/backward computes both critics.
 
-    seeds: one int32 seed per env; threads: envpool worker threads (0: envpool's choice). Returns an
-    object with envpool's gymnasium interface: `reset(env_ids=None) -> (obs[len(ids), ...], info)`,
-    `step(act) -> (obs, rew, term, trunc, info)`,
-    single-env `observation_space`/`action_space`. Raises ConfigError for an id neither knows,
-    naming the closest known ids. envpool docs: https://envpool.readthedocs.io/en/latest/
+    `forward(obs [B, obs_dim], act [B, act_dim], num=2)` -> [num, B] float32: row i is Q_phi_(i+1)(obs, act);
+    num=1 computes Q_phi_1 alone (TD3's policy loss [L14]).
     """
-    warnings.filterwarnings("ignore", message=".*precision lowered by casting.*")  # [impl] envpool's float32 Box
-    if env_id in envpool.list_all_envs():
-        kw = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
-        return envpool.make_gymnasium(
-            env_id, num_envs=num_envs, batch_size=num_envs, seed=seeds, num_threads=threads, **kw
-        )
-    if env_id in gym.registry:
-        return GymnasiumPool(env_id, num_envs, seeds, max_episode_steps)
-    close = difflib.get_close_matches(env_id, list(envpool.list_all_envs()) + list(gym.registry), n=5, cutoff=0.5)
-    raise ConfigError(f"unknown env id {env_id!r}; closest known ids: {', '.join(close) or '(none)'}")
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...]):
+        super().__init__()
+        sizes, layers = [obs_dim + act_dim, *hidden, 1], []
+        for i in range(len(sizes) - 1):
+            layers += [EnsembleLinear(2, sizes[i], sizes[i + 1]), nn.ReLU()]
+        self.net = nn.Sequential(*layers[:-1])
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor, num: int = 2) -> torch.Tensor:
+        x = torch.cat([obs, act], dim=-1)
+        return self.net(x.expand(num, *x.shape)).squeeze(-1)
 
 
-def env_seeds(seed: int, num_envs: int, stream: int = 0) -> list[int]:
-    """Per-env int32 seeds from `seed`; streams never share seeds (train 0, eval 1, k-th resume 2 + k)."""
-    return (np.random.SeedSequence([seed, stream]).generate_state(num_envs) % 2**31).tolist()
+class Actor(nn.Module):
+    """mu_theta(s) = scale * tanh(net(s)) + bias: the deterministic action, inside [low, high].
+
+    `forward(obs [B, obs_dim] float32)` -> [B, act_dim]; scale = (high - low) / 2, bias = (high + low) / 2.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], low: np.ndarray, high: np.ndarray):
+        super().__init__()
+        self.net = mlp([obs_dim, *hidden, act_dim], output_activation=nn.Tanh)
+        self.register_buffer("act_scale", torch.as_tensor((high - low) / 2, dtype=torch.float32))
+        self.register_buffer("act_bias", torch.as_tensor((high + low) / 2, dtype=torch.float32))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.act_scale * self.net(obs) + self.act_bias
 
 
-# ------------------------------------------------------------------ replay buffer
+class ExportedPolicy(nn.Module):
+    """The deployable policy: `forward(obs[B, obs_dim] float32, noise[B, act_dim] float32) -> act[B, act_dim]`.
+
+    act = clip(mu(s) + act_noise * scale * noise, low, high), noise ~ N(0, 1): the exploration policy [L4].
+    Zero noise gives the deterministic test action. Saved with torch.export, so loading it runs no Python.
+    """
+
+    def __init__(self, actor: Actor, act_noise: float):
+        super().__init__()
+        self.actor, self.act_noise = actor, act_noise
+
+    def forward(self, obs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        scale, bias = self.actor.act_scale, self.actor.act_bias
+        return torch.clamp(self.actor(obs) + self.act_noise * scale * noise, bias - scale, bias + scale)
+
+
+def target_action(mu_targ: torch.Tensor, eps: torch.Tensor, target_noise: float, noise_clip: float, scale, bias):
+    """Target policy smoothing [L12]: a' = clip(mu_targ + clip(target_noise eps, -c, c) scale, low, high), all
+    [B, k], eps ~ N(0, 1) per sample and dimension; low, high = bias -+ scale (Fujimoto et al. 2018, eq. 14)."""
+    noise = (target_noise * eps).clamp(-noise_clip, noise_clip) * scale
+    return torch.clamp(mu_targ + noise, bias - scale, bias + scale)
+
+
+def td_target(rew: torch.Tensor, term: torch.Tensor, next_value: torch.Tensor, gamma: float) -> torch.Tensor:
+    """y = r + gamma (1 - d) V(s') [L12]: all [B]; d = term only, so a truncated s' is bootstrapped."""
+    return rew + gamma * (1.0 - term) * next_value
+
+
+@torch.no_grad()
+def polyak_update(targ_params: list[torch.Tensor], params: list[torch.Tensor], polyak: float) -> None:
+    """In place, for each pair: p_targ <- polyak p_targ + (1 - polyak) p [L15] (one fused foreach lerp)."""
+    torch._foreach_lerp_(targ_params, params, 1.0 - polyak)
+
+
 class ReplayBuffer:
     """The replay buffer D: the last `size` transitions as preallocated float32 tensors on `device`.
 
@@ -257,338 +264,33 @@ class ReplayBuffer:
             getattr(self, key)[: self.size] = d[key][: self.size].to(self.device)
 
 
-# ------------------------------------------------------------------ networks
-def mlp(sizes: list[int], output_activation: type[nn.Module] = nn.Identity) -> nn.Sequential:
-    """ReLU MLP with layer sizes `sizes` (input first), PyTorch's default init, `output_activation` last."""
-    layers = []
-    for i in range(len(sizes) - 1):
-        layers += [nn.Linear(sizes[i], sizes[i + 1]), nn.ReLU() if i < len(sizes) - 2 else output_activation()]
-    return nn.Sequential(*layers)
-
-
-class EnsembleLinear(nn.Module):
-    """k independent linear layers run as one batched matmul: x [m, B, in] -> [m, B, out] with the first m <= k.
-
-    Each member is initialised as nn.Linear is, U(-1/sqrt(in), 1/sqrt(in)) for weights and biases.
-    """
-
-    def __init__(self, k: int, in_features: int, out_features: int):
-        super().__init__()
-        bound = in_features**-0.5
-        self.weight = nn.Parameter(torch.empty(k, in_features, out_features).uniform_(-bound, bound))
-        self.bias = nn.Parameter(torch.empty(k, 1, out_features).uniform_(-bound, bound))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = len(x)
-        return torch.baddbmm(self.bias[:m], x, self.weight[:m])
-
-
-class TwinQ(nn.Module):
-    """Q_phi_1 and Q_phi_2 as one batched ReLU MLP: one forward/backward computes both critics.
-
-    `forward(obs [B, obs_dim], act [B, act_dim], num=2)` -> [num, B] float32: row i is Q_phi_(i+1)(obs, act);
-    num=1 computes Q_phi_1 alone (the policy loss [L16]).
-    """
-
-    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...]):
-        super().__init__()
-        sizes, layers = [obs_dim + act_dim, *hidden, 1], []
-        for i in range(len(sizes) - 1):
-            layers += [EnsembleLinear(2, sizes[i], sizes[i + 1]), nn.ReLU()]
-        self.net = nn.Sequential(*layers[:-1])
-
-    def forward(self, obs: torch.Tensor, act: torch.Tensor, num: int = 2) -> torch.Tensor:
-        x = torch.cat([obs, act], dim=-1)
-        return self.net(x.expand(num, *x.shape)).squeeze(-1)
-
-
-class Actor(nn.Module):
-    """mu_theta(s) = scale * tanh(net(s)) + bias: the deterministic action, inside [low, high].
-
-    `forward(obs [B, obs_dim] float32)` -> [B, act_dim]; scale = (high - low) / 2, bias = (high + low) / 2.
-    """
-
-    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], low: np.ndarray, high: np.ndarray):
-        super().__init__()
-        self.net = mlp([obs_dim, *hidden, act_dim], output_activation=nn.Tanh)
-        self.register_buffer("act_scale", torch.as_tensor((high - low) / 2, dtype=torch.float32))
-        self.register_buffer("act_bias", torch.as_tensor((high + low) / 2, dtype=torch.float32))
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.act_scale * self.net(obs) + self.act_bias
-
-
-class ExportedPolicy(nn.Module):
-    """The deployable policy: `forward(obs[B, obs_dim] float32, noise[B, act_dim] float32) -> act[B, act_dim]`.
-
-    act = clip(mu(s) + act_noise * scale * noise, low, high) with noise ~ N(0, 1): the exploration
-    policy of training [L4]; zeros give the deterministic test action mu(s). Saved with torch.export.
-    """
-
-    def __init__(self, actor: Actor, act_noise: float):
-        super().__init__()
-        self.actor, self.act_noise = actor, act_noise
-
-    def forward(self, obs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        scale, bias = self.actor.act_scale, self.actor.act_bias
-        return torch.clamp(self.actor(obs) + self.act_noise * scale * noise, bias - scale, bias + scale)
-
-
-# ------------------------------------------------------------------ pure math
-def target_action(
-    mu_targ: torch.Tensor,
-    eps: torch.Tensor,
-    target_noise: float,
-    noise_clip: float,
-    scale: torch.Tensor,
-    bias: torch.Tensor,
-) -> torch.Tensor:
-    """Target policy smoothing [L12]: a' = clip(mu_targ + clip(target_noise eps, -c, c) scale, low, high).
-
-    mu_targ, eps [B, k] (eps ~ N(0, 1), one draw per sample and dimension); scale, bias [k] with
-    low = bias - scale, high = bias + scale; the noise std and the clip c = noise_clip are in units of
-    scale. Returns [B, k]. Source: Fujimoto et al. 2018 (arXiv 1802.09477), eq. 14.
-    """
-    noise = (target_noise * eps).clamp(-noise_clip, noise_clip) * scale
-    return torch.clamp(mu_targ + noise, bias - scale, bias + scale)
-
-
-def td_target(rew: torch.Tensor, term: torch.Tensor, next_value: torch.Tensor, gamma: float) -> torch.Tensor:
-    """y = r + gamma (1 - d) V(s') [L13]: all [B]; d = term only, so a truncated s' is bootstrapped."""
-    return rew + gamma * (1.0 - term) * next_value
-
-
-@torch.no_grad()
-def polyak_update(targ_params: list[torch.Tensor], params: list[torch.Tensor], polyak: float) -> None:
-    """In place, for each pair: p_targ <- polyak p_targ + (1 - polyak) p [L17] (one fused foreach lerp)."""
-    torch._foreach_lerp_(targ_params, params, 1.0 - polyak)
-
-
-# ------------------------------------------------------------------ evaluation
-def evaluate(policy: nn.Module, envs, num_episodes: int, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic test: one episode in each of the `num_episodes` envs of `envs`, acting policy(obs, 0).
-
-    Each env's first episode counts once (later steps of an env that already ended are ignored).
-    Returns (returns, lengths), float64 and int64 arrays of shape [num_episodes].
-    """
-    obs = envs.reset()[0]
-    ret, length, ended = np.zeros(num_episodes), np.zeros(num_episodes, dtype=np.int64), np.zeros(num_episodes, bool)
-    noise = None
-    while not ended.all():
-        with torch.inference_mode():
-            o = torch.as_tensor(np.asarray(obs, dtype=np.float32).reshape(num_episodes, -1), device=device)
-            noise = torch.zeros(num_episodes, policy.actor.act_scale.numel(), device=device) if noise is None else noise
-            act = policy(o, noise).cpu().numpy()
-        obs, rew, term, trunc, _ = envs.step(act.astype(np.float64))
-        ret, length, ended = ret + rew * ~ended, length + ~ended, ended | term | trunc
-    return ret, length
-
-
-# ------------------------------------------------------------------ run directory
-class RunLogger:
-    """The run directory `<data_dir>/<env_id>__<exp_name>__<seed>__<unix time>/` and what goes in it.
-
-    config.json (args, versions, git commit, how to call the policy), TensorBoard events under
-    CleanRL's keys, progress.csv (one row per epoch, the numbers of the epoch line), checkpoint.pt
-    (torch.save of tensors and plain types: loads with weights_only=True) and policy.pt2 (torch.export,
-    runs no Python when loaded) plus its snapshots policies/policy_<step>.pt2. Files are replaced
-    atomically (written to a temporary name, then renamed). `resume_step` reopens an existing run and
-    drops progress.csv rows past that step.
-    """
-
-    LINE = (
-        "step {global_step:>8d} | ret {episodic_return:8.1f} len {episodic_length:6.1f}"
-        " | test {eval_episodic_return:8.1f} len {eval_episodic_length:6.1f}"
-        " | q {qf1_values:8.2f} lq {qf1_loss:8.4f} pi {actor_loss:+9.3f} | sps {SPS}"
-    )  # the epoch line
-    TB_KEYS = {
-        "SPS": "charts/SPS",
-        "eval_episodic_return": "eval/episodic_return",
-        "eval_episodic_length": "eval/episodic_length",
-    }  # others: losses/<column>
-    NOT_LOGGED = ("global_step", "epoch", "episodes", "time")
-
-    def __init__(self, run_dir: str, config: Optional[dict] = None, resume_step: Optional[int] = None):
-        self.dir, self.csv_path = run_dir, os.path.join(run_dir, "progress.csv")
-        if config is not None:
-            os.makedirs(run_dir)
-            with open(os.path.join(run_dir, "config.json"), "w") as f:
-                json.dump({**config, "versions": self.versions()}, f, indent=2)
-        if resume_step is not None and os.path.exists(self.csv_path):
-            with open(self.csv_path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["global_step"]) <= resume_step]
-            self.write_csv(rows)
-        self.writer = SummaryWriter(run_dir)
-
-    @staticmethod
-    def versions() -> dict:
-        """Versions of python and the libraries, the command, and this file's git commit (None outside git)."""
-        here = os.path.dirname(os.path.abspath(__file__))
-        try:
-            git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-            commit = git.stdout.strip() or None
-        except (OSError, subprocess.SubprocessError):
-            commit = None
-        libs = {"torch": torch, "envpool": envpool, "gymnasium": gym, "numpy": np}
-        return {
-            "python": platform.python_version(),
-            **{k: m.__version__ for k, m in libs.items()},
-            "git_commit": commit,
-            "command": " ".join(sys.argv),
-        }
-
-    def write_csv(self, rows: list[dict]) -> None:
-        with open(self.csv_path + ".tmp", "w", newline="") as f:
-            if rows:
-                w = csv.DictWriter(f, fieldnames=list(rows[0]))
-                w.writeheader()
-                w.writerows(rows)
-        os.replace(self.csv_path + ".tmp", self.csv_path)
-
-    def episode(self, ret: float, length: int, step: int) -> None:
-        self.writer.add_scalar("charts/episodic_return", ret, step)
-        self.writer.add_scalar("charts/episodic_length", length, step)
-
-    def epoch(self, row: dict) -> str:
-        """Log one epoch: a progress.csv row and its TensorBoard scalars at row["global_step"]; return its line."""
-        for key, value in row.items():
-            if key not in self.NOT_LOGGED and not key.startswith("episodic"):
-                self.writer.add_scalar(self.TB_KEYS.get(key, f"losses/{key}"), value, row["global_step"])
-        new = not os.path.exists(self.csv_path) or os.path.getsize(self.csv_path) == 0
-        with open(self.csv_path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                w.writeheader()
-            w.writerow(row)
-        return self.LINE.format(**row)
-
-    def save(self, checkpoint: dict, policy: nn.Module, example: tuple) -> None:
-        """Write checkpoint.pt, then torch.export `policy` (dynamic batch dim) to policy.pt2 and a snapshot."""
-        path = os.path.join(self.dir, "checkpoint.pt")
-        torch.save(checkpoint, path + ".tmp")
-        os.replace(path + ".tmp", path)
-        batch = torch.export.Dim("batch", min=1)
-        program = torch.export.export(policy.eval(), example, dynamic_shapes=[{0: batch}] * len(example))
-        path = os.path.join(self.dir, "policy.pt2")
-        torch.export.save(program, path + ".tmp.pt2")  # torch.export wants the .pt2 suffix
-        os.replace(path + ".tmp.pt2", path)
-        os.makedirs(os.path.join(self.dir, "policies"), exist_ok=True)
-        shutil.copyfile(path, os.path.join(self.dir, "policies", f"policy_{checkpoint['global_step']}.pt2"))
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-def load_resume(args: Args) -> tuple[Args, dict]:
-    """The saved Args of the run in `args.resume` and its checkpoint; raises ConfigError if unreadable.
-
-    The run's own config wins, except cuda, torch_threads, save_every and, when given, total_timesteps.
-    """
-    try:
-        with open(os.path.join(args.resume, "config.json")) as f:
-            saved = json.load(f)["args"]
-        ckpt = torch.load(os.path.join(args.resume, "checkpoint.pt"), weights_only=True)
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
-        raise ConfigError(f"cannot resume from {args.resume!r}: {e}") from None
-    keep = {k: getattr(args, k) for k in ("cuda", "torch_threads", "save_every", "resume")}
-    if args.total_timesteps != Args.total_timesteps:
-        keep["total_timesteps"] = args.total_timesteps
-    saved = {f.name: saved[f.name] for f in fields(Args) if f.name in saved}
-    return Args(**{**saved, "hidden_sizes": tuple(saved["hidden_sizes"]), **keep}), ckpt
-
-
-# ------------------------------------------------------------------ training
 def train(args: Args) -> dict:
-    """Train TD3 as configured by `args`; return the final metrics.
-
-    Returns a dict: global_step, epochs, episodes, episodic_return (mean of the last 100 training
-    episodes), recent_returns (their list), eval_episodic_return (the last test's mean), SPS, run_dir,
-    interrupted. Raises ConfigError on bad input.
-    """
-    args, ckpt = load_resume(args) if args.resume else (args, None)  # [impl] --resume: the run's own config
-    check_args(args)
-    # [impl] seeding: python, numpy, torch, and explicit per-env seeds for envpool (fresh ones on resume)
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(args.torch_threads)
-    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
-    seeds = env_seeds(args.seed, args.num_envs, stream=2 + len(ckpt["resumes"]) if ckpt else 0)
-    envs = make_envs(args.env_id, args.num_envs, seeds, args.max_episode_steps)
-    space = envs.action_space
-    if not isinstance(space, gym.spaces.Box) or not np.all(np.isfinite(space.low) & np.isfinite(space.high)):
-        envs.close()
-        raise ConfigError(f"{args.env_id}: td3.py needs a Box action space with finite bounds, not {space}")
-    test_seeds = env_seeds(args.seed, args.num_test_episodes, stream=1)
-    test_envs = make_envs(args.env_id, args.num_test_episodes, test_seeds, args.max_episode_steps)
-    obs_dim, act_dim = int(np.prod(envs.observation_space.shape)), int(np.prod(space.shape))
-    low, high = space.low.reshape(-1).astype(np.float64), space.high.reshape(-1).astype(np.float64)
-    N, steps_per_epoch = args.num_envs, args.steps_per_epoch
-    scale, bias = (torch.as_tensor(x, dtype=torch.float32, device=device) for x in ((high - low) / 2, (high + low) / 2))
-    end_step = args.total_timesteps // steps_per_epoch * steps_per_epoch  # [impl] whole epochs only
+    """Train by the pseudocode above; return Run.metrics(). Raises ConfigError on bad input or on divergence."""
+    run = Run(args, ALGO, BOUNDS, LINE)  # [impl] --resume, seeds, envs, the run directory: below the line
+    args, device, envs, N = run.args, run.device, run.envs, run.args.num_envs
+    obs_dim, act_dim, low, high = run.obs_dim, run.act_dim, run.low, run.high
 
     # [L1] policy theta, Q-functions phi_1, phi_2 (one batched module), an empty replay buffer D
     pi = Actor(obs_dim, act_dim, args.hidden_sizes, low, high).to(device)
     qf = TwinQ(obs_dim, act_dim, args.hidden_sizes).to(device)
-    # [L2] target parameters theta_targ <- theta, phi_targ,i <- phi_i; they only change by polyak averaging [L17]
+    # [L2] target parameters theta_targ <- theta, phi_targ,i <- phi_i; they only change by polyak averaging [L15]
     pi_targ, qf_targ = copy.deepcopy(pi).requires_grad_(False), copy.deepcopy(qf).requires_grad_(False)
     pi_opt = torch.optim.Adam(pi.parameters(), lr=args.pi_lr, fused=True)  # [impl] fused: one kernel per step
     qf_opt = torch.optim.Adam(qf.parameters(), lr=args.q_lr, fused=True)
     buf = ReplayBuffer(obs_dim, act_dim, args.replay_size, device)
+    policy = ExportedPolicy(pi, args.act_noise)  # [impl] training and test act with the exported function
     state = {"pi": pi, "qf": qf, "pi_targ": pi_targ, "qf_targ": qf_targ, "pi_opt": pi_opt, "qf_opt": qf_opt}
-    if ckpt is None:
-        run_dir = os.path.join(args.data_dir, f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
-        while os.path.exists(run_dir):  # [impl] two runs started in the same second get distinct dirs
-            run_dir += "_"
-        policy_info = {"file": "policy.pt2", "obs_dim": obs_dim, "noise_dim": act_dim, "discrete": False}
-        log = RunLogger(run_dir, {"algo": "td3", "args": asdict(args), "policy": {**policy_info, "noise": "normal"}})
-        global_step, resumes, updates = 0, [], 0
-    else:
-        run_dir = args.resume
-        log = RunLogger(run_dir, resume_step=ckpt["global_step"])
-        for key, obj in state.items():
-            obj.load_state_dict(ckpt[key])
-        if "buffer" in ckpt:
-            buf.load_state_dict(ckpt["buffer"])
-        random.setstate(ckpt["rng"]["python"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        if device.type == "cuda" and "cuda" in ckpt["rng"]:
-            torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
-        global_step, resumes, updates = ckpt["global_step"], ckpt["resumes"] + [ckpt["global_step"]], ckpt["updates"]
-
-    def save() -> None:  # [impl] checkpoint (resume) and policy artifact (deployment)
-        checkpoint = {k: v.state_dict() for k, v in state.items()}
-        rng = {"python": random.getstate(), "torch": torch.get_rng_state()}
-        rng.update({"cuda": torch.cuda.get_rng_state()} if device.type == "cuda" else {})
-        checkpoint.update(algo="td3", epoch=global_step // steps_per_epoch, global_step=global_step)
-        checkpoint.update(resumes=resumes, rng=rng, updates=updates)
-        if args.save_buffer:
-            checkpoint["buffer"] = buf.state_dict()
-        exported = ExportedPolicy(copy.deepcopy(pi).cpu(), args.act_noise)
-        log.save(checkpoint, exported, (torch.zeros(2, obs_dim), torch.zeros(2, act_dim)))
-
-    # [impl] Ctrl-C / SIGTERM: finish the current env step and its updates, save, exit cleanly
-    stop = {"signal": None}
-
-    def on_signal(signum, frame):
-        if stop["signal"] is not None:
-            raise KeyboardInterrupt  # a second Ctrl-C aborts at once
-        stop["signal"] = signum
-
-    old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    updates = run.restore({**state, **({"buffer": buf} if args.save_buffer else {})}, policy).get("updates", 0)
 
     params, targ_params = [*pi.parameters(), *qf.parameters()], [*pi_targ.parameters(), *qf_targ.parameters()]
-    policy = ExportedPolicy(pi, args.act_noise)  # [impl] training and test act with the exported function
-    ep_ret, ep_len, ep_done_ret, ep_done_len = np.zeros(N), np.zeros(N, dtype=np.int64), [], []
-    recent, episodes, test_ret = deque(maxlen=100), 0, np.full(1, np.nan)
-    stats, num_updates, num_pi_updates = torch.zeros(5, device=device), 0, 0  # [impl] summed on the device
-    obs = np.asarray(envs.reset()[0], dtype=np.float32).reshape(N, obs_dim)  # [impl] reset before stepping
-    start_step, start_time = global_step, time.time()
-    bar = tqdm(total=end_step, initial=global_step, unit="step", disable=None)
-    try:
-        while global_step < end_step:  # [L3] repeat
+    ep_ret, ep_len = np.zeros(N), np.zeros(N, dtype=np.int64)
+    names = ("qf1_loss", "qf2_loss", "qf1_values", "qf2_values", "actor_loss")
+    stats, num_updates, num_pi_updates = torch.zeros(len(names), device=device), 0, 0  # [impl] summed on the device
+    obs = np.asarray(envs.reset()[0], dtype=np.float32).reshape(N, obs_dim)
+    with run:  # [impl] Ctrl-C / SIGTERM: finish this env step and its updates, save, exit with code 130
+        while not run.stop and run.global_step < run.total_steps:  # [L3] repeat ... [L18] until the budget is spent
             # [L4] a = clip(mu(s) + eps, low, high); uniformly random in [low, high] for the first start_steps
-            if global_step < args.start_steps:
+            if run.global_step < args.start_steps:
                 act = (low + (high - low) * torch.rand(N, act_dim, dtype=torch.float64).numpy()).astype(np.float32)
             else:
                 with torch.inference_mode():
@@ -596,89 +298,314 @@ def train(args: Args) -> dict:
                     act = policy(o, torch.randn(N, act_dim, device=device)).cpu().numpy()
             # [L5] [L6] execute a; observe s', r and the done signals (term: s' is terminal; trunc: time limit)
             next_obs, rew, term, trunc, _ = envs.step(act.astype(np.float64))
-            next_obs = np.asarray(next_obs, dtype=np.float32).reshape(N, obs_dim)  # [impl] float64 -> float32 once
-            # [L7] store (s, a, r, s', d) with d = term: a time-limit truncation still bootstraps from s'
+            next_obs = np.asarray(next_obs, dtype=np.float32).reshape(N, obs_dim)
+            # [L7] store (s, a, r, s', d) with d = term: (!) a time-limit truncation is not terminal, so the
+            # target of [L12] still bootstraps from its s'
             buf.store(obs, act, rew, next_obs, term)
-            ep_ret, ep_len, obs = ep_ret + rew, ep_len + 1, next_obs
-            done = term | trunc
+            ep_ret, ep_len, obs, done = ep_ret + rew, ep_len + 1, next_obs, term | trunc
+            run.end_step(ep_ret[done], ep_len[done])  # [impl] counts the N steps, logs the episodes that ended
             if done.any():
-                # [L8] reset the ended envs now: envpool would do it on the *next* step (ignoring its action),
-                # so no reset step is ever stored and the stored s' of an ended episode is its final obs
+                # [L8] (!) reset the ended envs now: envpool would reset them on the *next* step and ignore its
+                # action. So no reset step is ever stored, and the stored s' of an ended episode is its final obs.
                 ids = np.flatnonzero(done)
                 obs = obs.copy()
                 obs[ids] = np.asarray(envs.reset(ids)[0], dtype=np.float32).reshape(len(ids), obs_dim)
-                for i in ids:  # [impl] episode statistics, counted by the script
-                    ep_done_ret.append(ep_ret[i]), ep_done_len.append(ep_len[i]), recent.append(ep_ret[i])
-                    log.episode(ep_ret[i], ep_len[i], global_step + N)
-                episodes, ep_ret[ids], ep_len[ids] = episodes + len(ids), 0.0, 0
-            global_step += N
-            bar.update(N)
+                ep_ret[ids], ep_len[ids] = 0.0, 0
 
             # [L9] time to update: every update_every env steps once D holds update_after transitions
-            if global_step % args.update_every == 0 and buf.size >= args.update_after:
+            if run.global_step % args.update_every == 0 and buf.size >= args.update_after:
                 batches = buf.sample(args.update_every, args.batch_size)  # [L11] all the round's draws at once
                 for j in range(args.update_every):  # [L10] one gradient step per env step
                     o, a, r, o2, d = (batches[k][j] for k in ReplayBuffer.FIELDS)
+                    # [L12] y = r + gamma (1 - d) min_i Q_targ,i(s', a'(s')), smoothing noise drawn per sample
                     with torch.no_grad():
-                        # [L12] smoothed target actions, noise drawn per sample and dimension
-                        eps = torch.randn_like(a)
+                        eps, scale, bias = torch.randn_like(a), pi.act_scale, pi.act_bias
                         a2 = target_action(pi_targ(o2), eps, args.target_noise, args.noise_clip, scale, bias)
-                        # [L13] y = r + gamma (1 - d) min_i Q_targ,i(s', a'(s'))
                         backup = td_target(r, d, qf_targ(o2, a2).min(0).values, args.gamma)
-                    # [L14] both Q-functions: one Adam step on the summed mean squared errors
+                    # [L13] the Q-function(s): one Adam step on the (summed) mean squared error(s)
                     q = qf(o, a)
                     qf_losses = (q - backup).pow(2).mean(1)
                     qf_opt.zero_grad(set_to_none=True)
                     qf_losses.sum().backward()
                     qf_opt.step()
-                    stats[:4] += torch.cat([qf_losses, q.mean(1)]).detach()
-                    updates, num_updates = updates + 1, num_updates + 1
-                    if updates % args.policy_delay == 0:  # [L15] (counted over the whole run, not per round)
-                        # [L16] policy: ascend Q_1(s, mu(s)); the Q parameters are frozen meanwhile
-                        qf.requires_grad_(False)
-                        loss_pi = -qf(o, pi(o), num=1).mean()
-                        pi_opt.zero_grad(set_to_none=True)
-                        loss_pi.backward()
-                        pi_opt.step()
-                        qf.requires_grad_(True)
-                        # [L17] theta_targ, phi_targ,i <- rho (theirs) + (1 - rho) (the main ones)
-                        polyak_update(targ_params, params, args.polyak)
-                        stats[4], num_pi_updates = stats[4] + loss_pi.detach(), num_pi_updates + 1
-                # [L18] [L19] [L20] end of the update round
+                    stats[:-1] += torch.cat([qf_losses, q.mean(1)]).detach()
+                    num_updates, updates = num_updates + 1, updates + 1  # updates: over the run, checkpointed
+                    run.extra["updates"] = updates  # [impl] so that the policy delay keeps its phase on a resume
+                    if updates % args.policy_delay:  # [L14] the policy and the targets: every policy_delay-th time
+                        continue
+                    # [L14] policy: ascend Q(s, mu(s)) (TD3: Q_1's); the Q parameters are frozen meanwhile
+                    qf.requires_grad_(False)
+                    loss_pi = -qf(o, pi(o), num=1).mean()
+                    pi_opt.zero_grad(set_to_none=True)
+                    loss_pi.backward()
+                    pi_opt.step()
+                    qf.requires_grad_(True)
+                    # [L15] the targets <- rho (theirs) + (1 - rho) (the main ones)
+                    polyak_update(targ_params, params, args.polyak)
+                    stats[-1], num_pi_updates = stats[-1] + loss_pi.detach(), num_pi_updates + 1
+                # [L16] [L17] end of the update round
 
-            if global_step % steps_per_epoch == 0:  # [impl] end of epoch: deterministic test, log, save
-                test_ret, test_len = evaluate(policy, test_envs, args.num_test_episodes, device)
-                mean = lambda x: float(np.mean(x)) if len(x) else float("nan")  # noqa: E731
-                row = {"global_step": global_step, "epoch": global_step // steps_per_epoch, "episodes": episodes}
-                row.update(episodic_return=mean(ep_done_ret), episodic_length=mean(ep_done_len))
-                row.update(eval_episodic_return=mean(test_ret), eval_episodic_length=mean(test_len))
+            if run.global_step % args.steps_per_epoch == 0:  # [impl] end of epoch: deterministic test, log, save
                 counts = torch.tensor([num_updates] * 4 + [num_pi_updates], device=device)
-                values = (stats / counts).tolist()  # nan where nothing was updated
-                names = ("qf1_loss", "qf2_loss", "qf1_values", "qf2_values", "actor_loss")
-                row.update(zip(names, values, strict=True))
-                row.update(time=time.time() - start_time)
-                row.update(SPS=int((global_step - start_step) / row["time"]))
-                bar.write(log.epoch(row))
-                ep_done_ret, ep_done_len, stats, num_updates, num_pi_updates = [], [], torch.zeros_like(stats), 0, 0
-                if row["epoch"] % args.save_every == 0 or global_step == end_step:
-                    save()
-            if stop["signal"] is not None:
-                raise KeyboardInterrupt
-        # [L21] until the step budget is spent
-    except KeyboardInterrupt:
-        # [impl] saved at the last finished env step (and its update round): resuming continues from there
-        bar.write(f"interrupted: saved step {global_step}; continue with: python td3.py --resume {run_dir}")
-        save()
-        stop["signal"] = stop["signal"] or signal.SIGINT
-    finally:
-        bar.close(), log.close(), envs.close(), test_envs.close()
-        for s, h in old_handlers.items():
-            signal.signal(s, h)
-    metrics = {"global_step": global_step, "epochs": global_step // steps_per_epoch, "episodes": episodes}
-    metrics.update(episodic_return=float(np.mean(recent)) if recent else float("nan"))
-    metrics.update(recent_returns=[float(r) for r in recent], eval_episodic_return=float(np.mean(test_ret)))
-    metrics.update(run_dir=run_dir, interrupted=stop["signal"] is not None)
-    return {**metrics, "SPS": int((global_step - start_step) / max(time.time() - start_time, 1e-9))}
+                run.end_epoch(dict(zip(names, (stats / counts).tolist(), strict=True)))  # nan: no update
+                stats, num_updates, num_pi_updates = torch.zeros_like(stats), 0, 0
+    return run.metrics()
+
+
+# ==== plumbing: running the experiment, not RL. The same text in ddpg.py, td3.py and sac.py.
+class ConfigError(ValueError):
+    """Bad input (unknown env, impossible sizes, an unwritable run directory) or a diverged run: one line, exit 2."""
+
+
+def check_args(args: Args, bounds: dict[str, str]) -> None:
+    """Raise ConfigError unless sizes are positive, fields lie in their `bounds` and the step counts divide."""
+    sizes = ("total_timesteps", "num_envs", "torch_threads", "save_every", "steps_per_epoch", "replay_size")
+    sizes += ("batch_size", "update_every", "num_test_episodes")
+    common = {**dict.fromkeys(sizes, "(0, inf)"), **dict.fromkeys(("start_steps", "update_after"), "[0, inf)")}
+    for name, interval in {**common, "gamma": "(0, 1]", "polyak": "[0, 1)", **bounds}.items():
+        value, (low, high) = getattr(args, name), (float(x) for x in interval[1:-1].split(","))
+        above = value > low or (interval[0] == "[" and value == low)
+        if not (above and (value < high or (interval[-1] == "]" and value == high))):
+            want = {"(0, inf)": "positive", "[0, inf)": ">= 0"}.get(interval, f"in {interval}")
+            raise ConfigError(f"--{name.replace('_', '-')} must be {want}, got {value}")
+    if min(args.hidden_sizes, default=0) <= 0 or (args.max_episode_steps or 1) <= 0:
+        raise ConfigError("--hidden-sizes (at least one) and --max-episode-steps must be positive")
+    for name in ("steps_per_epoch", "update_every"):
+        if getattr(args, name) % args.num_envs:
+            raise ConfigError(f"--{name.replace('_', '-')} must be a multiple of --num-envs ({args.num_envs})")
+    if args.total_timesteps < args.steps_per_epoch:
+        epoch = f"(--steps-per-epoch {args.steps_per_epoch})"
+        raise ConfigError(f"--total-timesteps ({args.total_timesteps}) is smaller than one epoch {epoch}")
+
+
+class GymnasiumPool:
+    """envpool's sync interface (reset(env_ids) resets and returns only those) on gymnasium's, autoreset off."""
+
+    def __init__(self, env_id: str, num_envs: int, seeds: list[int], **kw):
+        no_autoreset = {"autoreset_mode": gym.vector.AutoresetMode.DISABLED}
+        self.envs = gym.make_vec(env_id, num_envs, vectorization_mode="sync", vector_kwargs=no_autoreset, **kw)
+        self.seeds, self.step, self.close = seeds, self.envs.step, self.envs.close
+        self.observation_space, self.action_space = self.envs.single_observation_space, self.envs.single_action_space
+
+    def reset(self, env_ids: np.ndarray | None = None):
+        every = np.arange(self.envs.num_envs)
+        ids = every if env_ids is None else np.asarray(env_ids)
+        obs, info = self.envs.reset(seed=self.seeds, options={"reset_mask": np.isin(every, ids)})
+        self.seeds = None  # the first reset seeds every env; later resets continue their RNGs
+        return obs[ids], info
+
+
+def make_envs(env_id: str, num_envs: int, seeds: list[int], max_episode_steps: int | None = None, threads: int = 0):
+    """num_envs envs of env_id (one int32 seed each) with envpool's sync interface (envpool.readthedocs.io): envpool
+    itself, or gymnasium for an id envpool does not know; ConfigError for an id neither knows, naming close ones."""
+    warnings.filterwarnings("ignore", message=".*precision lowered by casting.*")  # envpool's float32 Box
+    kw = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
+    if env_id in envpool.list_all_envs():
+        kw |= {"batch_size": num_envs, "num_threads": threads}
+        return envpool.make_gymnasium(env_id, num_envs=num_envs, seed=seeds, **kw)
+    if env_id in gym.registry:
+        return GymnasiumPool(env_id, num_envs, seeds, **kw)
+    close = difflib.get_close_matches(env_id, list(envpool.list_all_envs()) + list(gym.registry), n=5, cutoff=0.5)
+    raise ConfigError(f"unknown env id {env_id!r}; closest known ids: {', '.join(close) or '(none)'}")
+
+
+def env_seeds(seed: int, num_envs: int, stream: int = 0) -> list[int]:
+    """Per-env int32 seeds from `seed`; streams never share seeds (train 0, eval 1, k-th resume 2 + k)."""
+    return (np.random.SeedSequence([seed, stream]).generate_state(num_envs) % 2**31).tolist()
+
+
+def evaluate(policy: nn.Module, envs, num_episodes: int, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """The deterministic test, policy(obs, 0): the first episode of each env; (returns, lengths) [num_episodes]."""
+    obs = envs.reset()[0]
+    ret, length, ended = np.zeros(num_episodes), np.zeros(num_episodes, dtype=np.int64), np.zeros(num_episodes, bool)
+    noise = torch.zeros(num_episodes, policy.actor.act_scale.numel(), device=device)
+    while not ended.all():
+        with torch.inference_mode():
+            o = torch.as_tensor(np.asarray(obs, dtype=np.float32).reshape(num_episodes, -1), device=device)
+            act = policy(o, noise).cpu().numpy()
+        obs, rew, term, trunc, _ = envs.step(act.astype(np.float64))
+        ret, length, ended = ret + rew * ~ended, length + ~ended, ended | term | trunc
+    return ret, length
+
+
+class Run:
+    """One run: resume, seeds, envs, and <data_dir>/<env_id>__<exp_name>__<seed>__<unix time>/ with config.json,
+    TensorBoard events (CleanRL's keys), progress.csv, checkpoint.pt, policy.pt2 and policies/policy_<step>.pt2.
+    Inside `with run:` Ctrl-C / SIGTERM stops after the env step and its updates, and saves; a second stops now."""
+
+    TB_KEYS = {"SPS": "charts/SPS", **{f"eval_{k}": f"eval/{k}" for k in ("episodic_return", "episodic_length")}}
+
+    def __init__(self, args: Args, algo: str, bounds: dict[str, str], line: str):
+        args, self.ckpt = load_resume(args) if args.resume else (args, None)
+        check_args(args, bounds)
+        random.seed(args.seed)
+        np.random.seed(args.seed)
+        torch.manual_seed(args.seed)
+        torch.set_num_threads(args.torch_threads)
+        self.args, self.algo, self.line, self.script = args, algo, line, os.path.basename(__file__)
+        self.device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+        self.global_step = self.start_step = self.ckpt["global_step"] if self.ckpt else 0
+        self.total_steps = args.total_timesteps // args.steps_per_epoch * args.steps_per_epoch  # whole epochs only
+        self.saved_step, self.episodes, self.recent = self.global_step if self.ckpt else None, 0, []
+        self.ep_rets, self.ep_lens = [], []  # of the episodes ended in this epoch
+        self.stop, self.extra, self.test_ret = False, {}, np.full(1, np.nan)
+        self.run_dir = args.resume or f"{args.data_dir}/{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        while self.ckpt is None and os.path.exists(self.run_dir):  # two runs started in the same second
+            self.run_dir += "_"
+        seeds = env_seeds(args.seed, args.num_envs, 2 + len(self.ckpt["resumes"]) if self.ckpt else 0)  # fresh: resume
+        self.stack = contextlib.ExitStack()  # what __exit__ closes, newest first
+        self.envs = make_envs(args.env_id, args.num_envs, seeds, args.max_episode_steps)
+        self.stack.callback(self.envs.close)
+        space = self.envs.action_space
+        if not isinstance(space, gym.spaces.Box) or not np.all(np.isfinite(space.low) & np.isfinite(space.high)):
+            self.stack.close()
+            raise ConfigError(f"{args.env_id}: {self.script} needs a Box action space with finite bounds, not {space}")
+        seeds = env_seeds(args.seed, args.num_test_episodes, stream=1)
+        self.test_envs = make_envs(args.env_id, args.num_test_episodes, seeds, args.max_episode_steps)
+        self.stack.callback(self.test_envs.close)
+        self.obs_dim, self.act_dim = int(np.prod(self.envs.observation_space.shape)), int(np.prod(space.shape))
+        self.low, self.high = space.low.reshape(-1).astype(np.float64), space.high.reshape(-1).astype(np.float64)
+
+    def restore(self, state: dict, policy: nn.Module) -> dict:
+        """Resume `state` (name -> tensor or object with load_state_dict) and the RNG, or make the run directory;
+        policy is what save() exports. Returns the checkpoint ({} for a new run)."""
+        self.state, self.policy, csv_path = state, policy, os.path.join(self.run_dir, "progress.csv")
+        if self.ckpt is not None:
+            for key, obj in state.items():  # a tensor (SAC's log alpha) is copied, a module or optimizer loaded
+                (obj.data.copy_ if isinstance(obj, torch.Tensor) else obj.load_state_dict)(self.ckpt[key])
+            random.setstate(self.ckpt["rng"]["python"])
+            torch.set_rng_state(self.ckpt["rng"]["torch"])
+            if self.device.type == "cuda" and "cuda" in self.ckpt["rng"]:
+                torch.cuda.set_rng_state(self.ckpt["rng"]["cuda"])
+            if os.path.exists(csv_path):  # drop the rows logged after the checkpoint
+                with open(csv_path) as f:
+                    rows = f.readlines()
+                with open(csv_path, "w") as f:
+                    f.writelines(rows[:1] + [row for row in rows[1:] if int(row.split(",")[0]) <= self.saved_step])
+        else:
+            policy = {"file": "policy.pt2", "obs_dim": self.obs_dim, "noise_dim": self.act_dim, "discrete": False}
+            config = {"algo": self.algo, "args": asdict(self.args), "policy": {**policy, "noise": "normal"}}
+            try:
+                os.makedirs(self.run_dir)
+                with open(os.path.join(self.run_dir, "config.json"), "w") as f:
+                    json.dump({**config, "versions": versions()}, f, indent=2)
+            except OSError as e:
+                self.stack.close()
+                raise ConfigError(f"cannot create the run directory {self.run_dir!r}: {e.strerror or e}") from None
+        self.writer = self.stack.enter_context(SummaryWriter(self.run_dir))
+        return self.ckpt or {}
+
+    def __enter__(self):
+        for s in (signal.SIGINT, signal.SIGTERM):  # restored on exit
+            self.stack.callback(signal.signal, s, signal.signal(s, self.on_signal))
+        self.bar = self.stack.enter_context(tqdm(total=self.total_steps, initial=self.global_step, unit="step"))
+        self.start_time = time.time()
+        return self
+
+    def on_signal(self, signum, frame) -> None:
+        if self.stop:
+            raise KeyboardInterrupt  # a second Ctrl-C stops at once
+        self.stop = True
+
+    def __exit__(self, kind, value, traceback) -> bool:
+        if kind is KeyboardInterrupt or (kind is None and self.stop):  # saved at the env step reached
+            resume = f"python {self.script} --resume {self.run_dir}"
+            self.bar.write(f"interrupted: saved step {self.global_step}; continue with: {resume}")
+            self.save()
+            self.stop = True
+        self.stack.close()
+        return kind is KeyboardInterrupt
+
+    def end_step(self, rets: np.ndarray, lens: np.ndarray) -> None:
+        """Count the N env steps just taken and log the episodes that ended in them (returns rets, lengths lens)."""
+        self.global_step += self.args.num_envs
+        for ret, length in zip(rets.tolist(), lens.tolist(), strict=True):
+            self.writer.add_scalar("charts/episodic_return", ret, self.global_step)
+            self.writer.add_scalar("charts/episodic_length", length, self.global_step)
+        self.ep_rets, self.ep_lens = self.ep_rets + rets.tolist(), self.ep_lens + lens.tolist()
+        self.recent, self.episodes = (self.recent + rets.tolist())[-100:], self.episodes + len(rets)
+        self.bar.update(self.args.num_envs)
+
+    def end_epoch(self, stats: dict) -> None:
+        """The deterministic test, then the epoch's log (stats: the algorithm's numbers, TensorBoard losses/<name>)
+        and the checkpoint on schedule. Raises ConfigError, writing nothing, when a parameter is not finite."""
+        modules = {k: m for k, m in self.state.items() if isinstance(m, nn.Module)}
+        bad = [f"{k} parameters" for k, m in modules.items() if not all(p.isfinite().all() for p in m.parameters())]
+        if bad:
+            rates = [k for k, v in asdict(self.args).items() if k.endswith("lr") and isinstance(v, float)]
+            lrs = ", ".join(f"--{k.replace('_', '-')}" for k in rates)
+            kept = f"checkpoint.pt of step {self.saved_step} kept" if self.saved_step is not None else "nothing saved"
+            raise ConfigError(f"diverged at step {self.global_step}: {', '.join(bad)} not finite; lower {lrs} ({kept})")
+        self.test_ret, test_len = evaluate(self.policy, self.test_envs, self.args.num_test_episodes, self.device)
+        rets, lens = (float(np.mean(x)) if x else float("nan") for x in (self.ep_rets, self.ep_lens))
+        elapsed = time.time() - self.start_time
+        row = {"global_step": self.global_step, "epoch": self.global_step // self.args.steps_per_epoch}
+        row |= {"episodes": self.episodes, "episodic_return": rets, "episodic_length": lens}
+        row |= {"eval_episodic_return": float(np.mean(self.test_ret)), "eval_episodic_length": float(np.mean(test_len))}
+        row |= {**stats, "time": elapsed, "SPS": int((self.global_step - self.start_step) / elapsed)}
+        for key, value in row.items():
+            if key in self.TB_KEYS or key in stats:
+                self.writer.add_scalar(self.TB_KEYS.get(key, f"losses/{key}"), value, self.global_step)
+        with open(os.path.join(self.run_dir, "progress.csv"), "a") as f:  # a new file starts with the header
+            f.write(("" if f.tell() else ",".join(row) + "\n") + ",".join(map(str, row.values())) + "\n")
+        self.bar.write(self.line.format(**row))
+        self.ep_rets, self.ep_lens = [], []
+        if row["epoch"] % self.args.save_every == 0 or self.global_step == self.total_steps:
+            self.save()
+
+    def save(self) -> None:
+        """checkpoint.pt (everything to resume), then policy.pt2 and policies/policy_<step>.pt2."""
+        ckpt = {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v.state_dict() for k, v in self.state.items()}
+        rng = {"python": random.getstate(), "torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state()
+        resumes = self.ckpt["resumes"] + [self.ckpt["global_step"]] if self.ckpt else []
+        ckpt |= {"algo": self.algo, "epoch": self.global_step // self.args.steps_per_epoch, "resumes": resumes}
+        ckpt |= {"global_step": self.global_step, "rng": rng, **self.extra}
+        path = os.path.join(self.run_dir, "")
+        torch.save(ckpt, path + "checkpoint.tmp")
+        os.replace(path + "checkpoint.tmp", path + "checkpoint.pt")
+        batch = torch.export.Dim("batch", min=1)  # any number of observations
+        example, dims = (torch.zeros(2, self.obs_dim), torch.zeros(2, self.act_dim)), [{0: batch}] * 2
+        program = torch.export.export(copy.deepcopy(self.policy).cpu().eval(), example, dynamic_shapes=dims)
+        os.makedirs(path + "policies", exist_ok=True)
+        torch.export.save(program, f"{path}policies/policy_{self.global_step}.pt2")
+        torch.export.save(program, path + "policy.tmp.pt2")  # torch.export wants the .pt2 suffix
+        os.replace(path + "policy.tmp.pt2", path + "policy.pt2")
+        self.saved_step = self.global_step
+
+    def metrics(self) -> dict:
+        """What train() returns; episodic_return is the mean of recent_returns, the last 100 episodes' returns."""
+        sps = int((self.global_step - self.start_step) / max(time.time() - self.start_time, 1e-9))
+        metrics = {"global_step": self.global_step, "epochs": self.global_step // self.args.steps_per_epoch}
+        metrics |= {"episodes": self.episodes, "episodic_return": float(np.mean(self.recent or [np.nan]))}
+        metrics |= {"recent_returns": self.recent, "eval_episodic_return": float(np.mean(self.test_ret))}
+        return {**metrics, "run_dir": self.run_dir, "interrupted": self.stop, "SPS": sps}
+
+
+def load_resume(args: Args) -> tuple[Args, dict]:
+    """The Args saved in `args.resume` (but cuda, torch_threads, save_every and a given total_timesteps) and its
+    checkpoint; ConfigError when they are unreadable."""
+    try:
+        with open(os.path.join(args.resume, "config.json")) as f:
+            saved = {k: v for k, v in json.load(f)["args"].items() if k in Args.__dataclass_fields__}
+        ckpt = torch.load(os.path.join(args.resume, "checkpoint.pt"), weights_only=True)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise ConfigError(f"cannot resume from {args.resume!r}: {e}") from None
+    keep = {k: getattr(args, k) for k in ("cuda", "torch_threads", "save_every", "resume")}
+    keep |= {"total_timesteps": args.total_timesteps} if args.total_timesteps != Args.total_timesteps else {}
+    return Args(**{**saved, "hidden_sizes": tuple(saved["hidden_sizes"]), **keep}), ckpt
+
+
+def versions() -> dict:
+    """Versions of python and the libraries, this file's git commit (None outside git) and the command."""
+    try:
+        git = ["git", "-C", os.path.dirname(os.path.abspath(__file__)), "rev-parse", "HEAD"]
+        commit = subprocess.run(git, capture_output=True, text=True, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    libs = {"python": sys.version.split()[0], **{m.__name__: m.__version__ for m in (torch, envpool, gym, np)}}
+    return {**libs, "git_commit": commit, "command": " ".join(sys.argv)}
 
 
 if __name__ == "__main__":
@@ -687,4 +614,4 @@ if __name__ == "__main__":
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    sys.exit(130 if metrics["interrupted"] else 0)  # [impl] 130: the shell's code for a Ctrl-C'd program
+    sys.exit(130 if metrics["interrupted"] else 0)  # 130: the shell's code for a Ctrl-C'd program

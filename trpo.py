@@ -121,8 +121,8 @@ class Args:
 
 
 ALGO = "trpo"  # its name in config.json and checkpoint.pt; BOUNDS: valid values, checked before anything runs
-BOUNDS = {"gamma": "(0, 1]", "lam": "[0, 1]", "delta": "(0, inf)", "damping": "[0, inf)", "backtrack_coeff": "(0, 1)"}
-BOUNDS |= dict.fromkeys(("vf_lr", "cg_iters", "backtrack_iters", "train_v_iters", "num_minibatches"), "(0, inf)")
+BOUNDS = dict.fromkeys(("delta", "cg_iters", "backtrack_iters"), "(0, inf)")  # and those of check_args
+BOUNDS |= {"damping": "[0, inf)", "backtrack_coeff": "(0, 1)"}
 LINE = (  # the epoch line, from the epoch's progress.csv row
     "step {global_step:>8d} | ret {episodic_return:8.1f} [{episodic_return_min:.0f}, {episodic_return_max:.0f}]"
     " len {episodic_length:6.1f} | pi {policy_loss:+.4f} v {value_loss:.4f} ent {entropy:.3f}"
@@ -330,7 +330,7 @@ class RolloutBuffer:
 
 
 def train(args: Args) -> dict:
-    """Train TRPO (or NPG); return Run.metrics(). Raises ConfigError on bad input or when training diverges."""
+    """Train by the pseudocode above; return Run.metrics(). Raises ConfigError on bad input or on divergence."""
     run = Run(args, ALGO, BOUNDS, LINE)  # [impl] --resume, MPI, seeds, envs, the run directory: below the line
     args, comm, device, world, envs = run.args, run.comm, run.device, run.world, run.envs
     obs_dim, act_dim, discrete, low, high = run.obs_dim, run.act_dim, run.discrete, run.low, run.high
@@ -406,8 +406,7 @@ def train(args: Args) -> dict:
             # [L7] [L8] [L9] policy: gradient, conjugate gradient, line search (see trpo_update)
             hp = {k: getattr(args, k) for k in ("delta", "damping", "cg_iters", "backtrack_iters", "backtrack_coeff")}
             update = trpo_update(pi, (b_obs, b_act, b_adv, b_logp_old), **hp, npg=args.algo == "npg", comm=comm)
-            with torch.no_grad():
-                _, ent = pi.logp_entropy(b_obs, b_act)
+            ent = pi.logp_entropy(b_obs, b_act)[1].detach()  # the entropy after the step
 
             # [L10] value function: regression on (V(s_t) - R_t)^2 with minibatch Adam
             for _ in range(args.train_v_iters):
@@ -437,8 +436,9 @@ class ConfigError(ValueError):
 
 def check_args(args: Args, bounds: dict[str, str], world: int) -> None:
     """Raise ConfigError unless sizes are positive, fields lie in their `bounds` and the batch splits over ranks."""
-    sizes = ("total_timesteps", "num_envs", "torch_threads", "save_every", "steps_per_epoch")
-    for name, interval in {**dict.fromkeys(sizes, "(0, inf)"), **bounds}.items():
+    sizes = ("total_timesteps", "num_envs", "torch_threads", "save_every", "steps_per_epoch", "vf_lr", "train_v_iters")
+    common = {**dict.fromkeys((*sizes, "num_minibatches"), "(0, inf)"), "gamma": "(0, 1]", "lam": "[0, 1]"}
+    for name, interval in {**common, **bounds}.items():
         value, (low, high) = getattr(args, name), (float(x) for x in interval[1:-1].split(","))
         above = value > low or (interval[0] == "[" and value == low)
         if not (above and (value < high or (interval[-1] == "]" and value == high))):
@@ -577,8 +577,7 @@ class Run:
         self.run_dir = args.resume or f"{args.data_dir}/{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
         while self.ckpt is None and os.path.exists(self.run_dir):  # two runs started in the same second
             self.run_dir += "_"
-        # fresh env seeds for every rank and every resume (the k-th: stream 2 + k; training is stream 0)
-        stream = 2 + len(self.ckpt["resumes"]) if self.ckpt else 0
+        stream = 2 + len(self.ckpt["resumes"]) if self.ckpt else 0  # fresh env seeds for each resume and rank
         seeds = np.random.SeedSequence([args.seed, stream, self.rank]).generate_state(args.num_envs) % 2**31
         threads = 0 if self.comm is None else max(1, (os.cpu_count() or 1) // self.world)  # no oversubscription
         self.envs = make_envs(args.env_id, args.num_envs, seeds.tolist(), args.max_episode_steps, threads)
@@ -667,7 +666,8 @@ class Run:
         modules = {k: m for k, m in self.state.items() if isinstance(m, nn.Module)}
         bad += [f"{k} parameters" for k, m in modules.items() if not all(p.isfinite().all() for p in m.parameters())]
         if bad:
-            lrs = ", ".join(f"--{f.replace('_', '-')}" for f in Args.__dataclass_fields__ if f.endswith("lr"))
+            rates = [k for k, v in asdict(self.args).items() if k.endswith("lr") and isinstance(v, float)]
+            lrs = ", ".join(f"--{k.replace('_', '-')}" for k in rates)
             kept = f"checkpoint.pt of step {self.saved_step} kept" if self.saved_step is not None else "nothing saved"
             raise ConfigError(f"diverged at step {self.global_step}: {', '.join(bad)} not finite; lower {lrs} ({kept})")
         rets, lens = [float(e[0]) for e in self.ended] or [np.nan], [int(e[1]) for e in self.ended] or [np.nan]
@@ -697,7 +697,8 @@ class Run:
         ckpt |= {"rng": {"python": random.getstate(), "torch": torch.get_rng_state()}, "world": self.world}
         torch.save(ckpt, path + "checkpoint.tmp")
         os.replace(path + "checkpoint.tmp", path + "checkpoint.pt")
-        example, dims = (torch.zeros(2, self.obs_dim), torch.zeros(2, self.act_dim)), [{0: torch.export.Dim("b")}] * 2
+        batch = torch.export.Dim("batch", min=1)  # any number of observations
+        example, dims = (torch.zeros(2, self.obs_dim), torch.zeros(2, self.act_dim)), [{0: batch}] * 2
         program = torch.export.export(copy.deepcopy(self.policy()).cpu().eval(), example, dynamic_shapes=dims)
         os.makedirs(path + "policies", exist_ok=True)
         torch.export.save(program, f"{path}policies/policy_{self.saved_step}.pt2")

@@ -6,7 +6,6 @@ import copy
 import csv
 import importlib
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -196,7 +195,7 @@ def test_exported_policy_matches_the_trained_actor(tiny_run):
     ckpt = torch.load(os.path.join(metrics["run_dir"], "checkpoint.pt"), weights_only=True)
     low, high = np.array([-2.0]), np.array([2.0])
     if name == "sac":
-        actor = module.SquashedGaussianActor(3, 1, TINY["hidden_sizes"], low, high)
+        actor = module.Actor(3, 1, TINY["hidden_sizes"], low, high)
     else:
         actor = module.Actor(3, 1, TINY["hidden_sizes"], low, high)
     actor.load_state_dict(ckpt["pi"])
@@ -241,18 +240,23 @@ def test_resume_restores_the_training_state(monkeypatch, tmp_path, name, save_bu
     extra = {"autotune": True, "alpha_lr": 0.01} if name == "sac" else {}
     first = train(name, tmp_path, save_buffer=save_buffer, **extra)
     saved = torch.load(os.path.join(first["run_dir"], "checkpoint.pt"), weights_only=True)
-    seen = {}
+    seen, buffers, restore = {}, [], module.Run.restore
 
-    class Spy(module.ExportedPolicy):  # made by train() right before its loop: read train()'s state there
-        def __init__(self, actor, *a):
-            super().__init__(actor, *a)
-            if not seen:
-                local = sys._getframe(1).f_locals
-                seen.update({k: copy.deepcopy(v.state_dict()) for k, v in local["state"].items()})
-                seen.update(rng=torch.get_rng_state(), step=local["global_step"], buf=local["buf"].state_dict())
-                seen.update(log_alpha=local["log_alpha"].detach().clone() if name == "sac" else None)
+    class SpyBuffer(module.ReplayBuffer):  # keeps the buffer train() builds
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            buffers.append(self)
 
-    monkeypatch.setattr(module, "ExportedPolicy", Spy)
+    def spy_restore(run, state, policy):  # Run.restore: where a resumed train() gets its state back
+        restored = restore(run, state, policy)
+        seen.update(
+            {k: copy.deepcopy(v.detach() if isinstance(v, torch.Tensor) else v.state_dict()) for k, v in state.items()}
+        )
+        seen.update(rng=torch.get_rng_state(), step=run.global_step, buf=buffers[0].state_dict(), restored=restored)
+        return restored
+
+    monkeypatch.setattr(module, "ReplayBuffer", SpyBuffer)
+    monkeypatch.setattr(module.Run, "restore", spy_restore)
     total = 2 * TINY["total_timesteps"]
     resumed = module.train(module.Args(resume=first["run_dir"], total_timesteps=total, cuda=False))
     assert resumed["run_dir"] == first["run_dir"] and resumed["global_step"] == total
@@ -262,6 +266,8 @@ def test_resume_restores_the_training_state(monkeypatch, tmp_path, name, save_bu
     assert torch.equal(seen["rng"], saved["rng"]["torch"]) and seen["step"] == saved["global_step"] == 400
     if name == "sac":
         assert abs(saved["log_alpha"].item() - np.log(0.2)) > 0.1  # alpha was tuned, so restoring it matters
+    if name == "td3":  # the policy delay's counter of Q updates continues: 7 rounds of 50 before the resume
+        assert seen["restored"]["updates"] == saved["updates"] == 350
     if save_buffer:
         assert_same(seen["buf"], saved["buffer"], "buffer")
         for key in module.ReplayBuffer.FIELDS:  # only the 400 filled rows are written, not all of replay_size
