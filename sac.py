@@ -493,8 +493,11 @@ class Run:
         policy is what save() exports. Returns the checkpoint ({} for a new run)."""
         self.state, self.policy, csv_path = state, policy, os.path.join(self.run_dir, "progress.csv")
         if self.ckpt is not None:
-            for key, obj in state.items():  # a tensor (SAC's log alpha) is copied, a module or optimizer loaded
-                (obj.data.copy_ if isinstance(obj, torch.Tensor) else obj.load_state_dict)(self.ckpt[key])
+            for key, obj in state.items():
+                if isinstance(obj, torch.Tensor):  # SAC's log alpha
+                    obj.data.copy_(self.ckpt[key])
+                else:
+                    obj.load_state_dict(self.ckpt[key])
             random.setstate(self.ckpt["rng"]["python"])
             torch.set_rng_state(self.ckpt["rng"]["torch"])
             if self.device.type == "cuda" and "cuda" in self.ckpt["rng"]:

@@ -41,10 +41,10 @@ def test_conjugate_gradient_solves_spd_systems(n):
         A = q @ torch.diag(torch.logspace(-0.5, 0.5, n, dtype=torch.float64)) @ q.T  # SPD, condition number 10
         b = torch.randn(n, generator=gen, dtype=torch.float64)
         x_ref = torch.linalg.solve(A, b)
-        x = trpo.conjugate_gradient(lambda v: A @ v, b, iters=n, tol=1e-30)  # exact in n steps, up to rounding
+        x = trpo.conjugate_gradient(A.matmul, b, iters=n, tol=1e-30)  # exact in n steps, up to rounding
         torch.testing.assert_close(x, x_ref, rtol=1e-6, atol=1e-9)
         # each iteration lowers the error in the A-norm (CG's optimality property), from x = 0
-        xs = [trpo.conjugate_gradient(lambda v: A @ v, b, iters=k, tol=1e-30) for k in range(min(n, 6) + 1)]
+        xs = [trpo.conjugate_gradient(A.matmul, b, iters=k, tol=1e-30) for k in range(min(n, 6) + 1)]
         err = [((x - x_ref) @ A @ (x - x_ref)).item() for x in xs]
         assert all(e1 < e0 for e0, e1 in zip(err[:-1], err[1:], strict=True)), err
 
@@ -105,7 +105,10 @@ def test_kl_hessian_vector_product_matches_explicit_hessian(discrete):
 
 def test_line_search_keeps_the_first_step_inside_the_trust_region():
     params = [torch.zeros(2)]
-    evaluate = lambda: (params[0][0].item() ** 2, params[0][0].item())  # kl = theta_0^2, surrogate = theta_0
+
+    def evaluate():  # kl = theta_0^2, surrogate = theta_0
+        return params[0][0].item() ** 2, params[0][0].item()
+
     accepted, j, kl, surr = trpo.line_search(params, torch.tensor([1.0, 0.0]), evaluate, 0.0, 0.5, 0.8, 10)
     assert accepted and j == 2 and np.isclose(kl, 0.64**2) and np.isclose(surr, 0.64)  # 0.8^2 is the first <= 0.707
     torch.testing.assert_close(params[0], torch.tensor([0.64, 0.0]))
@@ -163,7 +166,10 @@ def test_failed_line_search_leaves_parameters_unchanged(monkeypatch, tmp_path):
     with torch.no_grad():
         old = (pi(obs), pi.log_std.clone())
         surr_old = trpo.surrogate(pi, obs, act, adv, logp_old).item()
-    evaluate = lambda: (trpo.mean_kl(pi, obs, old).item(), trpo.surrogate(pi, obs, act, adv, logp_old).item())
+
+    def evaluate():
+        return trpo.mean_kl(pi, obs, old).item(), trpo.surrogate(pi, obs, act, adv, logp_old).item()
+
     # the accepted step reversed: every backtracked point lowers the surrogate, so none is accepted
     accepted, j, kl, surr = trpo.line_search(trainable(pi), -step, evaluate, surr_old, 0.01, 0.8, 10)
     assert not accepted and j == 10 and kl == 0.0 and surr == surr_old
