@@ -1,0 +1,91 @@
+"""The benchmark table's two metrics, per env, from finished run directories.
+
+    python benchmark/metrics.py benchmark/results/ppo [--last 100]
+
+Strict metric, per seed (the one our tables lead with):
+- on-policy runs (no test return logged): the mean return of the last `--last` (default 100) training
+  episodes, read one by one from the TensorBoard events (charts/episodic_return), as CleanRL reports;
+- off-policy runs: the mean of the last `--last-tests` (default 10) deterministic test returns
+  (progress.csv eval_episodic_return, one per epoch).
+Lenient metric, per env (the one Tianshou and the TD3 paper report): the maximum over epochs of the
+seed-mean curve, where the curve is progress.csv's per-epoch episodic_return (on-policy: the mean of
+the epoch's training episodes) or eval_episodic_return (off-policy), averaged over the seeds at each
+global_step that every seed logged.
+
+Give the runs of one experiment (one script and setting): runs are keyed by env and seed.
+Prints a markdown table: env | seed 1 .. seed n | mean ± std (population std over seeds) | lenient.
+Exit code 2 with a one-line error when a directory holds no runs.
+"""
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import Annotated
+
+import numpy as np
+import tyro
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from plot import PlotError, Run, find_runs  # noqa: E402  (plot.py lives in the repo root)
+
+
+@dataclass
+class Args:
+    logdirs: Annotated[tuple[str, ...], tyro.conf.Positional, tyro.conf.arg(metavar="LOGDIR...")]
+    """directories (or path prefixes) holding run directories, as for plot.py"""
+    last: int = 100
+    """on-policy: training episodes averaged per seed"""
+    last_tests: int = 10
+    """off-policy: test returns (epochs) averaged per seed"""
+
+
+def training_returns(run: Run) -> np.ndarray:
+    """Every training episode's return [E] float64, in order, from the run's TensorBoard events."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(run.path, size_guidance={"scalars": 0})
+    acc.Reload()
+    if "charts/episodic_return" not in acc.Tags().get("scalars", []):
+        raise PlotError(f"{run.path} has no TensorBoard charts/episodic_return (the per-episode returns)")
+    return np.array([e.value for e in acc.Scalars("charts/episodic_return")], dtype=np.float64)
+
+
+def strict(run: Run, args: Args) -> float:
+    """The per-seed metric of `run` (see the module docstring)."""
+    if "eval_episodic_return" in run.data:
+        tests = run.data["eval_episodic_return"]
+        return float(np.mean(tests[np.isfinite(tests)][-args.last_tests :]))
+    return float(np.mean(training_returns(run)[-args.last :]))
+
+
+def lenient(runs: list[Run]) -> float:
+    """Max over the global_steps every run logged of the seed-mean per-epoch return."""
+    col = "eval_episodic_return" if "eval_episodic_return" in runs[0].data else "episodic_return"
+    curves = [dict(zip(r.data["global_step"], r.data[col], strict=True)) for r in runs]
+    common = sorted(set.intersection(*(set(c) for c in curves)))
+    means = np.array([np.mean([c[s] for c in curves]) for s in common])
+    return float(np.nanmax(means)) if len(means) else float("nan")
+
+
+def table(args: Args) -> str:
+    """The markdown table of the module docstring: one row per env, one column per seed found."""
+    by_env: dict[str, dict[int, Run]] = {}
+    for run in find_runs(args.logdirs):
+        by_env.setdefault(run.env_id, {})[run.seed] = run
+    seeds = sorted({seed for runs in by_env.values() for seed in runs})
+    lines = ["| env | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± std | max of seed-mean |"]
+    lines.append("|---" * (len(seeds) + 3) + "|")
+    for env_id, runs in sorted(by_env.items()):
+        vals = {seed: strict(run, args) for seed, run in runs.items()}
+        cells = [f"{vals[s]:.0f}" if s in vals else "" for s in seeds]
+        mean, std, best = np.mean(list(vals.values())), np.std(list(vals.values())), lenient(list(runs.values()))
+        lines.append(f"| {env_id} | {' | '.join(cells)} | **{mean:.0f} ± {std:.0f}** | {best:.0f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    try:
+        print(table(tyro.cli(Args)))
+    except PlotError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,49 @@
+"""benchmark/metrics.py: the strict per-seed metric and the lenient max of the seed-mean curve, by hand."""
+
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+from test_plot import write_run
+from torch.utils.tensorboard import SummaryWriter
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+spec = importlib.util.spec_from_file_location("metrics", os.path.join(ROOT, "benchmark", "metrics.py"))
+metrics = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(metrics)
+
+
+def on_policy_run(root, seed: int, episodes: list[float], epoch_means: list[float]) -> None:
+    path = write_run(root, "EnvA-v0", "ppo", seed, {"global_step": [100, 200, 300], "episodic_return": epoch_means})
+    writer = SummaryWriter(path)
+    for i, ret in enumerate(episodes):
+        writer.add_scalar("charts/episodic_return", ret, i)  # several episodes may share a step in real runs
+    writer.close()
+
+
+def test_on_policy_last_episodes_and_lenient(tmp_path):
+    on_policy_run(tmp_path, 1, [0.0] * 50 + [10.0] * 100, [1.0, 5.0, 3.0])
+    on_policy_run(tmp_path, 2, [7.0] * 120 + [1.0, 3.0], [3.0, 1.0, 9.0])
+    table = metrics.table(metrics.Args(logdirs=(str(tmp_path),), last=100))
+    s1, s2 = 10.0, (7.0 * 98 + 1.0 + 3.0) / 100  # the last 100 episodes of each seed
+    mean, std = np.mean([s1, s2]), np.std([s1, s2])
+    lenient = max((1 + 3) / 2, (5 + 1) / 2, (3 + 9) / 2)  # the seed-mean curve's best epoch: 6
+    assert table.splitlines()[0] == "| env | seed 1 | seed 2 | mean ± std | max of seed-mean |"
+    assert table.splitlines()[2] == f"| EnvA-v0 | 10 | {s2:.0f} | **{mean:.0f} ± {std:.0f}** | {lenient:.0f} |"
+
+
+def test_off_policy_last_tests_skip_nan(tmp_path):
+    steps = [1000 * k for k in range(1, 13)]
+    for seed, offset in ((1, 0.0), (3, 100.0)):
+        tests = [offset + k for k in range(12)]
+        tests[5] = float("nan")
+        write_run(tmp_path, "EnvB-v0", "sac", seed, {"global_step": steps, "eval_episodic_return": tests})
+    (row,) = metrics.table(metrics.Args(logdirs=(str(tmp_path),), last_tests=4)).splitlines()[2:]
+    # per seed: mean of the last 4 finite tests, 8..11 (+100 for seed 3); lenient: the last epoch, 61
+    assert row == "| EnvB-v0 | 10 | 110 | **60 ± 50** | 61 |"
+
+
+def test_no_runs_is_a_one_line_error(tmp_path):
+    with pytest.raises(metrics.PlotError, match="no runs"):
+        metrics.table(metrics.Args(logdirs=(str(tmp_path),)))
