@@ -4,7 +4,8 @@
 
 Strict metric, per seed (the one our tables lead with):
 - on-policy runs (no test return logged): the mean return of the last `--last` (default 100) training
-  episodes, read one by one from the TensorBoard events (charts/episodic_return), as CleanRL reports;
+  episodes, read one by one from the run's episodes.csv or else its TensorBoard events, as CleanRL reports
+  (`--write-episodes` writes episodes.csv from the events, so a results folder can keep only that);
 - off-policy runs: the mean of the last `--last-tests` (default 10) deterministic test returns
   (progress.csv eval_episodic_return, one per epoch).
 Lenient metric, per env (the one Tianshou and the TD3 paper report): the maximum over epochs of the
@@ -37,17 +38,40 @@ class Args:
     """on-policy: training episodes averaged per seed"""
     last_tests: int = 10
     """off-policy: test returns (epochs) averaged per seed"""
+    write_episodes: bool = False
+    """also write each on-policy run's training episodes to <run>/episodes.csv (from its TensorBoard events)"""
 
 
-def training_returns(run: Run) -> np.ndarray:
-    """Every training episode's return [E] float64, in order, from the run's TensorBoard events."""
+def training_episodes(run: Run) -> np.ndarray:
+    """Every training episode as rows (global_step, return, length) [E, 3] float64, in logged order: from
+    the run's episodes.csv if it has one, else from its TensorBoard events (charts/episodic_return and
+    charts/episodic_length). Raises PlotError when neither holds the episodes."""
+    path = os.path.join(run.path, "episodes.csv")
+    if os.path.exists(path):
+        return np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(run.path, size_guidance={"scalars": 0})
     acc.Reload()
-    if "charts/episodic_return" not in acc.Tags().get("scalars", []):
-        raise PlotError(f"{run.path} has no TensorBoard charts/episodic_return (the per-episode returns)")
-    return np.array([e.value for e in acc.Scalars("charts/episodic_return")], dtype=np.float64)
+    tags = ("charts/episodic_return", "charts/episodic_length")
+    if not set(tags) <= set(acc.Tags().get("scalars", [])):
+        raise PlotError(f"{run.path} has no episodes.csv and no per-episode returns in TensorBoard events")
+    rets, lens = (acc.Scalars(tag) for tag in tags)
+    return np.array([(r.step, r.value, n.value) for r, n in zip(rets, lens, strict=True)], dtype=np.float64)
+
+
+def write_episodes(run: Run) -> str:
+    """Write the run's training episodes (from its TensorBoard events) to <run>/episodes.csv; return its path."""
+    rows, path = training_episodes(run), os.path.join(run.path, "episodes.csv")
+    np.savetxt(
+        path,
+        rows,
+        fmt=["%d", "%.6g", "%d"],
+        delimiter=",",
+        header="global_step,episodic_return,episodic_length",
+        comments="",
+    )
+    return path
 
 
 def strict(run: Run, args: Args) -> float:
@@ -55,7 +79,7 @@ def strict(run: Run, args: Args) -> float:
     if "eval_episodic_return" in run.data:
         tests = run.data["eval_episodic_return"]
         return float(np.mean(tests[np.isfinite(tests)][-args.last_tests :]))
-    return float(np.mean(training_returns(run)[-args.last :]))
+    return float(np.mean(training_episodes(run)[-args.last :, 1]))
 
 
 def lenient(runs: list[Run]) -> float:
@@ -71,6 +95,8 @@ def table(args: Args) -> str:
     """The markdown table of the module docstring: one row per env, one column per seed found."""
     by_env: dict[str, dict[int, Run]] = {}
     for run in find_runs(args.logdirs):
+        if args.write_episodes and "eval_episodic_return" not in run.data:
+            write_episodes(run)
         by_env.setdefault(run.env_id, {})[run.seed] = run
     seeds = sorted({seed for runs in by_env.values() for seed in runs})
     lines = ["| env | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± std | max of seed-mean |"]

@@ -19,6 +19,7 @@ def on_policy_run(root, seed: int, episodes: list[float], epoch_means: list[floa
     writer = SummaryWriter(path)
     for i, ret in enumerate(episodes):
         writer.add_scalar("charts/episodic_return", ret, i)  # several episodes may share a step in real runs
+        writer.add_scalar("charts/episodic_length", 0, i)
     writer.close()
 
 
@@ -31,6 +32,15 @@ def test_on_policy_last_episodes_and_lenient(tmp_path):
     lenient = max((1 + 3) / 2, (5 + 1) / 2, (3 + 9) / 2)  # the seed-mean curve's best epoch: 6
     assert table.splitlines()[0] == "| env | seed 1 | seed 2 | mean ± std | max of seed-mean |"
     assert table.splitlines()[2] == f"| EnvA-v0 | 10 | {s2:.0f} | **{mean:.0f} ± {std:.0f}** | {lenient:.0f} |"
+    # episodes.csv, written from the events, replaces them: same table without any events file
+    assert metrics.table(metrics.Args(logdirs=(str(tmp_path),), write_episodes=True)) == table
+    for root, _, files in os.walk(tmp_path):
+        for name in files:
+            if name.startswith("events.out"):
+                os.remove(os.path.join(root, name))
+    assert metrics.table(metrics.Args(logdirs=(str(tmp_path),))) == table
+    (run,) = [r for r in metrics.find_runs((str(tmp_path),)) if r.seed == 2]
+    np.testing.assert_array_equal(metrics.training_episodes(run)[-2:], [[120, 1.0, 0], [121, 3.0, 0]])
 
 
 def test_off_policy_last_tests_skip_nan(tmp_path):
