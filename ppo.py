@@ -92,7 +92,7 @@ class Args:
     train_v_iters: int = 10
     """passes (epochs) over the batch for the value function [L7]"""
     num_minibatches: int = 32
-    """minibatches per pass (1 = full-batch steps as in Spinning Up) [L6, L7]; 32 beat 16 on HalfCheetah (benchmark/)"""
+    """minibatches per pass [L6, L7] (1: full batch, as Spinning Up); 32 beat 16 on HalfCheetah: benchmark/README.md"""
     target_kl: float | None = 0.02
     """stop the policy passes when approx KL > 1.5 * target_kl [L6]; None disables the early stop"""
     hidden_sizes: tuple[int, ...] = (64, 64)

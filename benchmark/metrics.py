@@ -75,7 +75,8 @@ def write_episodes(run: Run) -> str:
 
 
 def strict(run: Run, args: Args) -> float:
-    """The per-seed metric of `run` (see the module docstring)."""
+    """The per-seed metric of `run` (see the module docstring), a return in the env's reward units.
+    Raises PlotError when an on-policy run has neither episodes.csv nor per-episode TensorBoard events."""
     if "eval_episodic_return" in run.data:
         tests = run.data["eval_episodic_return"]
         return float(np.mean(tests[np.isfinite(tests)][-args.last_tests :]))
@@ -83,7 +84,8 @@ def strict(run: Run, args: Args) -> float:
 
 
 def lenient(runs: list[Run]) -> float:
-    """Max over the global_steps every run logged of the seed-mean per-epoch return."""
+    """Max over the global_steps that every run in `runs` (the seeds of one env) logged of the seed-mean
+    per-epoch return (NaN cells skipped by nanmax); NaN when the runs share no step."""
     col = "eval_episodic_return" if "eval_episodic_return" in runs[0].data else "episodic_return"
     curves = [dict(zip(r.data["global_step"], r.data[col], strict=True)) for r in runs]
     common = sorted(set.intersection(*(set(c) for c in curves)))
@@ -92,7 +94,8 @@ def lenient(runs: list[Run]) -> float:
 
 
 def table(args: Args) -> str:
-    """The markdown table of the module docstring: one row per env, one column per seed found."""
+    """The markdown table of the module docstring: one row per env, one column per seed found (one run
+    per env and seed: a later one replaces an earlier). Raises PlotError as plot.find_runs does."""
     by_env: dict[str, dict[int, Run]] = {}
     for run in find_runs(args.logdirs):
         if args.write_episodes and "eval_episodic_return" not in run.data:
