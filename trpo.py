@@ -546,7 +546,7 @@ def mpi_sum(comm, x) -> np.ndarray:
 
 def mpi_average_grads(comm, params: list[nn.Parameter]) -> None:
     """Each .grad := its mean over ranks: the gradient of the mean loss over all ranks' (equal) minibatch shares."""
-    params = [p for p in params if p.grad is not None and comm is not None]  # no grad: a Categorical's log_std
+    params = [p for p in params if p.grad is not None] if comm is not None else []  # None: a Categorical log_std
     if params:
         flat = mpi_sum(comm, torch.cat([p.grad.reshape(-1) for p in params]).cpu().numpy()) / comm.Get_size()
         for p, g in zip(params, torch.from_numpy(flat).float().split([p.numel() for p in params]), strict=True):

@@ -218,6 +218,7 @@ def train(args: Args) -> dict:
     state = {"pi": pi, "vf": vf, "pi_opt": pi_opt, "vf_opt": vf_opt, "obs_rms": obs_rms, "ret_rms": ret_rms}
     run.restore(state, policy=lambda: ExportedPolicy(pi, obs_rms, low, high))
 
+    pi_params, vf_params = list(pi.parameters()), list(vf.parameters())  # [impl] listed once, used every step
     buf = RolloutBuffer(T, N, obs_dim, () if discrete else (act_dim,))
     ep_ret, ep_len, disc_ret = np.zeros(N), np.zeros(N, dtype=np.int64), np.zeros(N)
     norm, raw_obs = obs_rms.normalize, np.asarray(envs.reset()[0], dtype=np.float32).reshape(N, obs_dim)
@@ -279,9 +280,9 @@ def train(args: Args) -> dict:
             loss_pi = -(logp * b_adv).mean()
             pi_opt.zero_grad(set_to_none=True)
             loss_pi.backward()
-            mpi_average_grads(comm, pi.parameters())  # [impl] MPI: the gradient of the global batch on all ranks
+            mpi_average_grads(comm, pi_params)  # [impl] MPI: the gradient of the global batch on all ranks
             if args.max_grad_norm is not None:  # [impl] gradient-norm clipping
-                nn.utils.clip_grad_norm_(pi.parameters(), args.max_grad_norm)
+                nn.utils.clip_grad_norm_(pi_params, args.max_grad_norm)
             # [L7] one gradient ascent step (Adam) on the whole batch
             pi_opt.step()
             with torch.no_grad():  # [impl] approx KL(pi_k || pi_k+1) on the batch, E[(r - 1) - log r]
@@ -295,9 +296,9 @@ def train(args: Args) -> dict:
                     loss_v = (vf(b_obs[idx]).squeeze(-1) - b_ret[idx]).pow(2).mean()
                     vf_opt.zero_grad(set_to_none=True)
                     loss_v.backward()
-                    mpi_average_grads(comm, vf.parameters())
+                    mpi_average_grads(comm, vf_params)
                     if args.max_grad_norm is not None:
-                        nn.utils.clip_grad_norm_(vf.parameters(), args.max_grad_norm)
+                        nn.utils.clip_grad_norm_(vf_params, args.max_grad_norm)
                     vf_opt.step()
 
             with torch.no_grad():  # [impl] the epoch's numbers: the epoch line, progress.csv, TensorBoard
@@ -426,7 +427,7 @@ def mpi_sum(comm, x) -> np.ndarray:
 
 def mpi_average_grads(comm, params: list[nn.Parameter]) -> None:
     """Each .grad := its mean over ranks: the gradient of the mean loss over all ranks' (equal) minibatch shares."""
-    params = [p for p in params if p.grad is not None and comm is not None]  # no grad: a Categorical's log_std
+    params = [p for p in params if p.grad is not None] if comm is not None else []  # None: a Categorical log_std
     if params:
         flat = mpi_sum(comm, torch.cat([p.grad.reshape(-1) for p in params]).cpu().numpy()) / comm.Get_size()
         for p, g in zip(params, torch.from_numpy(flat).float().split([p.numel() for p in params]), strict=True):
