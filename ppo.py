@@ -76,7 +76,7 @@ class Args:
     """run directory to continue: its saved config is used; pass --total-timesteps to extend it"""
     # ---- algorithm (Spinning Up names) ----
     steps_per_epoch: int = 2048
-    """env steps per epoch over envs and MPI ranks: D_k of [L3] (a multiple of num_envs x ranks); 2048 beat 4000"""
+    """env steps per epoch over envs and ranks, D_k of [L3] (a multiple of num_envs x ranks): benchmark/README.md"""
     gamma: float = 0.99
     """discount factor gamma [L4, L5]"""
     lam: float = 0.95
