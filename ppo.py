@@ -301,8 +301,9 @@ def train(args: Args) -> dict:
                 with torch.no_grad():  # approx KL(pi_k || pi_theta) = E[(r - 1) - log r], clip fraction: whole batch
                     logp, ent = pi.logp_entropy(b_obs, b_act)
                     log_ratio = logp - b_logp_old
-                    approx_kl = float(mpi_sum(comm, ((log_ratio.exp() - 1) - log_ratio).mean().item())) / world
-                    clipfrac = ((log_ratio.exp() - 1).abs() > args.clip_ratio).float().mean().item()
+                    ratio = log_ratio.exp()
+                    approx_kl = float(mpi_sum(comm, ((ratio - 1) - log_ratio).mean().item())) / world
+                    clipfrac = ((ratio - 1).abs() > args.clip_ratio).float().mean().item()  # this rank's
                 if args.target_kl is not None and approx_kl > 1.5 * args.target_kl:
                     stop_iter = i + 1
                     break
