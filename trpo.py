@@ -482,7 +482,7 @@ def make_envs(env_id: str, num_envs: int, seeds: list[int], max_episode_steps: i
         return envpool.make_gymnasium(env_id, num_envs=num_envs, seed=seeds, **kw)
     if env_id in gym.registry:
         return GymnasiumPool(env_id, num_envs, seeds, **kw)
-    close = difflib.get_close_matches(env_id, list(envpool.list_all_envs()) + list(gym.registry), n=5, cutoff=0.5)
+    close = difflib.get_close_matches(env_id, set(envpool.list_all_envs()) | set(gym.registry), n=5, cutoff=0.5)
     raise ConfigError(f"unknown env id {env_id!r}; closest known ids: {', '.join(close) or '(none)'}")
 
 

@@ -79,20 +79,23 @@ def test_same_seed_same_metrics_other_seed_differs(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
-def test_interrupt_then_resume_finishes_the_run(name, tmp_path):
-    total = 20 * SCRIPTS[name]["steps_per_epoch"]
-    flags = cli_flags({**SCRIPTS[name], "total_timesteps": total, "data_dir": tmp_path, "save_every": 1000})
+def test_a_lone_copy_runs_stops_on_ctrl_c_and_resumes(name, tmp_path):
+    """The script copied alone into an empty folder runs there (into ./runs); a Ctrl-C after two epochs saves a
+    checkpoint and exits 130; --resume finishes the run in the same directory."""
+    shutil.copy(os.path.join(ROOT, f"{name}.py"), tmp_path)
+    total = 10 * SCRIPTS[name]["steps_per_epoch"]
+    flags = cli_flags({**SCRIPTS[name], "total_timesteps": total, "save_every": 1000})
     proc = subprocess.Popen(
         [sys.executable, f"{name}.py", *flags, "--no-cuda"],
-        cwd=ROOT,
+        cwd=tmp_path,
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
-    deadline = time.time() + 120
+    deadline, runs = time.time() + 120, []
     while time.time() < deadline:  # wait until two epochs are logged
-        runs = list(tmp_path.iterdir())
+        runs = list((tmp_path / "runs").glob("*"))
         progress = runs[0] / "progress.csv" if runs else None
         if progress and progress.exists() and len(progress.read_text().splitlines()) >= 3:
             break
@@ -104,34 +107,34 @@ def test_interrupt_then_resume_finishes_the_run(name, tmp_path):
     run_dir = str(runs[0])
     stopped = torch.load(os.path.join(run_dir, "checkpoint.pt"), weights_only=True)["global_step"]
     assert 0 < stopped < total
-    resumed = run_script(f"{name}.py", "--resume", run_dir, "--no-cuda")
+    resumed = run_script(f"{name}.py", "--resume", run_dir, "--no-cuda", cwd=str(tmp_path))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert torch.load(os.path.join(run_dir, "checkpoint.pt"), weights_only=True)["global_step"] == total
     steps = [int(r["global_step"]) for r in csv.DictReader(open(os.path.join(run_dir, "progress.csv")))]
     assert steps == sorted(set(steps)) and steps[-1] == total
+    assert sorted(os.listdir(tmp_path)) == sorted([f"{name}.py", "runs"]) and len(os.listdir(tmp_path / "runs")) == 1
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
-def test_script_runs_alone_in_an_empty_folder(name, tmp_path):
-    shutil.copy(os.path.join(ROOT, f"{name}.py"), tmp_path)
-    result = run_script(f"{name}.py", *cli_flags(SCRIPTS[name]), "--no-cuda", cwd=str(tmp_path))
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert (tmp_path / "runs").is_dir() and len(list((tmp_path / "runs").iterdir())) == 1
+def test_unknown_env_id_is_one_line_naming_close_ids(name, tmp_path):
+    result = run_script(f"{name}.py", "--env-id", "Hoper-v4", "--data-dir", str(tmp_path), "--no-cuda")
+    assert_one_line_error(result, "unknown env id 'Hoper-v4'")
+    close = result.stderr.strip().split("closest known ids: ")[1].split(", ")
+    assert close[0] == "Hopper-v4" and len(close) == len(set(close)), close  # the best first, each id once
+    assert not list(tmp_path.iterdir())  # nothing written
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
 @pytest.mark.parametrize(
-    "flags, message",
-    [
-        (["--env-id", "Hoper-v4"], "Hopper-v4"),
-        (["--num-envs", "0"], "--num-envs must be positive"),
-        (["--total-timesteps", "100"], "smaller than one epoch"),
-    ],
+    "bad, message",
+    [({"num_envs": 0}, "--num-envs must be positive"), ({"total_timesteps": 100}, "smaller than one epoch")],
 )
-def test_bad_input_exits_with_one_line(name, flags, message, tmp_path):
-    result = run_script(f"{name}.py", *flags, "--data-dir", str(tmp_path), "--no-cuda")
-    assert_one_line_error(result, message)
-    assert not list(tmp_path.iterdir())  # nothing written
+def test_impossible_sizes_are_refused_before_anything_is_written(name, bad, message, tmp_path):
+    """The check behind the one-line error of the test above (run in-process: a subprocess costs seconds)."""
+    module = importlib.import_module(name)
+    with pytest.raises(module.ConfigError, match=message):
+        module.train(module.Args(**bad, data_dir=str(tmp_path), cuda=False))
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("name", SCRIPTS)

@@ -1,6 +1,6 @@
 """The shape every algorithm script promises: the RL part above one plumbing line, the plumbing below it the same
 text in each family, the line budgets, siblings that differ in little more than their algorithms; and the three
-things the plumbing adds: a diverging run stops, an unwritable run directory is one line, the GPU is opt-in."""
+things the plumbing adds: a diverging run stops, an unwritable run directory is refused, the GPU is opt-in."""
 
 import csv
 import difflib
@@ -100,10 +100,12 @@ def test_divergence_keeps_the_last_finite_checkpoint(monkeypatch, tmp_path, name
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
-def test_unwritable_run_directory_is_one_line(name, tmp_path):
+def test_unwritable_run_directory_is_refused_and_nothing_is_lost(name, tmp_path):
+    """In-process (the one-line path of ConfigError is test_contract's): train raises before writing anything."""
     (tmp_path / "a_file").write_text("keep me")
-    result = run_script(f"{name}.py", "--data-dir", str(tmp_path / "a_file" / "runs"), "--total-timesteps", "5000")
-    assert_one_line_error(result, "cannot create the run directory", "a_file")
+    module = importlib.import_module(name)
+    with pytest.raises(module.ConfigError, match="cannot create the run directory .*a_file"):
+        tiny_run(name, tmp_path / "a_file" / "runs")
     assert os.listdir(tmp_path) == ["a_file"] and (tmp_path / "a_file").read_text() == "keep me"
 
 

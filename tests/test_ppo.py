@@ -224,8 +224,8 @@ def test_gymnasium_fallback_runs_a_registered_env(tmp_path):
 
 
 def test_learns_cartpole(tmp_path):
-    """CartPole-v1: mean return of the last 20 training episodes >= 450 within 200k steps."""
-    metrics = ppo.train(ppo.Args(env_id="CartPole-v1", total_timesteps=98_304, data_dir=str(tmp_path), cuda=False))
+    """CartPole-v1: mean return of the last 20 training episodes >= 450 within 49k steps (seed 1 holds 500 from 20k)."""
+    metrics = ppo.train(ppo.Args(env_id="CartPole-v1", total_timesteps=49_152, data_dir=str(tmp_path), cuda=False))
     assert np.mean(metrics["recent_returns"][-20:]) >= 450, metrics["recent_returns"][-20:]
 
 
