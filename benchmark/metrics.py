@@ -13,8 +13,8 @@ seed-mean curve, where the curve is progress.csv's per-epoch episodic_return (on
 the epoch's training episodes) or eval_episodic_return (off-policy), averaged over the seeds at each
 global_step that every seed logged.
 
-Give the runs of one experiment (one script and setting): runs are keyed by env and seed.
-Prints a markdown table: env | seed 1 .. seed n | mean ± std (population std over seeds) | lenient.
+Give the runs of one experiment (one script and setting) per logdir: runs are keyed by logdir, env and seed.
+Prints a markdown table: [logdir |] env | seed 1 .. seed n | mean ± std (population std over seeds) | lenient.
 Exit code 2 with a one-line error when a directory holds no runs.
 """
 
@@ -94,21 +94,25 @@ def lenient(runs: list[Run]) -> float:
 
 
 def table(args: Args) -> str:
-    """The markdown table of the module docstring: one row per env, one column per seed found (one run
-    per env and seed: a later one replaces an earlier). Raises PlotError as plot.find_runs does."""
-    by_env: dict[str, dict[int, Run]] = {}
-    for run in find_runs(args.logdirs):
-        if args.write_episodes and "eval_episodic_return" not in run.data:
-            write_episodes(run)
-        by_env.setdefault(run.env_id, {})[run.seed] = run
-    seeds = sorted({seed for runs in by_env.values() for seed in runs})
-    lines = ["| env | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± std | max of seed-mean |"]
-    lines.append("|---" * (len(seeds) + 3) + "|")
-    for env_id, runs in sorted(by_env.items()):
+    """The markdown table of the module docstring: one row per logdir and env, one column per seed found (one
+    run per logdir, env and seed: a later one replaces an earlier); with several logdirs (one per setting, e.g.
+    the path prefixes results/td3_defaults/Hopper-v4__td3su and ..._td3au) a first column names the logdir.
+    Raises PlotError as plot.find_runs does."""
+    groups: dict[tuple[str, str], dict[int, Run]] = {}
+    for logdir in args.logdirs:
+        for run in find_runs((logdir,)):
+            if args.write_episodes and "eval_episodic_return" not in run.data:
+                write_episodes(run)
+            groups.setdefault((logdir, run.env_id), {})[run.seed] = run
+    seeds = sorted({seed for runs in groups.values() for seed in runs})
+    first = ["logdir", "env"] if len(args.logdirs) > 1 else ["env"]
+    lines = ["| " + " | ".join(first + [f"seed {s}" for s in seeds]) + " | mean ± std | max of seed-mean |"]
+    lines.append("|---" * (len(first) + len(seeds) + 2) + "|")
+    for (logdir, env_id), runs in sorted(groups.items(), key=lambda kv: (args.logdirs.index(kv[0][0]), kv[0][1])):
         vals = {seed: strict(run, args) for seed, run in runs.items()}
-        cells = [f"{vals[s]:.0f}" if s in vals else "" for s in seeds]
+        cells = ([logdir] if len(first) > 1 else []) + [env_id] + [f"{vals[s]:.0f}" if s in vals else "" for s in seeds]
         mean, std, best = np.mean(list(vals.values())), np.std(list(vals.values())), lenient(list(runs.values()))
-        lines.append(f"| {env_id} | {' | '.join(cells)} | **{mean:.0f} ± {std:.0f}** | {best:.0f} |")
+        lines.append(f"| {' | '.join(cells)} | **{mean:.0f} ± {std:.0f}** | {best:.0f} |")
     return "\n".join(lines)
 
 

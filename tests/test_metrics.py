@@ -54,6 +54,22 @@ def test_off_policy_last_tests_skip_nan(tmp_path):
     assert row == "| EnvB-v0 | 10 | 110 | **60 ± 50** | 61 |"
 
 
+def test_one_row_per_logdir_when_settings_share_an_env(tmp_path):
+    for name, offset in (("su", 0.0), ("au", 50.0)):
+        for seed in (1, 2):
+            tests = [offset + seed, offset + 10 * seed]
+            write_run(
+                tmp_path, "EnvC-v0", f"td3{name}_s{seed}", seed, {"global_step": [1, 2], "eval_episodic_return": tests}
+            )
+    su, au = (str(tmp_path / f"EnvC-v0__td3{name}") for name in ("su", "au"))
+    rows = metrics.table(metrics.Args(logdirs=(su, au), last_tests=1)).splitlines()
+    assert rows[0] == "| logdir | env | seed 1 | seed 2 | mean ± std | max of seed-mean |"
+    assert rows[2:] == [
+        f"| {su} | EnvC-v0 | 10 | 20 | **15 ± 5** | 15 |",
+        f"| {au} | EnvC-v0 | 60 | 70 | **65 ± 5** | 65 |",
+    ]
+
+
 def test_no_runs_is_a_one_line_error(tmp_path):
     with pytest.raises(metrics.PlotError, match="no runs"):
         metrics.table(metrics.Args(logdirs=(str(tmp_path),)))
