@@ -302,8 +302,8 @@ def train(args: Args) -> dict:
                     logp, ent = pi.logp_entropy(b_obs, b_act)
                     log_ratio = logp - b_logp_old
                     ratio = log_ratio.exp()
-                    approx_kl = float(mpi_sum(comm, ((ratio - 1) - log_ratio).mean().item())) / world
-                    clipfrac = ((ratio - 1).abs() > args.clip_ratio).float().mean().item()  # this rank's
+                    kl, clip = ((ratio - 1) - log_ratio).mean(), ((ratio - 1).abs() > args.clip_ratio).float().mean()
+                    approx_kl, clipfrac = (float(x) for x in mpi_sum(comm, [kl.item(), clip.item()]) / world)
                 if args.target_kl is not None and approx_kl > 1.5 * args.target_kl:
                     stop_iter = i + 1
                     break
