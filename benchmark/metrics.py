@@ -108,9 +108,10 @@ def table(args: Args) -> str:
     first = ["logdir", "env"] if len(args.logdirs) > 1 else ["env"]
     lines = ["| " + " | ".join(first + [f"seed {s}" for s in seeds]) + " | mean ± std | max of seed-mean |"]
     lines.append("|---" * (len(first) + len(seeds) + 2) + "|")
-    for (logdir, env_id), runs in sorted(groups.items(), key=lambda kv: (args.logdirs.index(kv[0][0]), kv[0][1])):
+    order = {logdir: i for i, logdir in enumerate(args.logdirs)}
+    for (logdir, env_id), runs in sorted(groups.items(), key=lambda kv: (order[kv[0][0]], kv[0][1])):
         vals = {seed: strict(run, args) for seed, run in runs.items()}
-        cells = ([logdir] if len(first) > 1 else []) + [env_id] + [f"{vals[s]:.0f}" if s in vals else "" for s in seeds]
+        cells = [logdir, env_id][-len(first) :] + [f"{vals[s]:.0f}" if s in vals else "" for s in seeds]
         mean, std, best = np.mean(list(vals.values())), np.std(list(vals.values())), lenient(list(runs.values()))
         lines.append(f"| {' | '.join(cells)} | **{mean:.0f} ± {std:.0f}** | {best:.0f} |")
     return "\n".join(lines)

@@ -130,7 +130,8 @@ def test_unknown_env_id_is_one_line_naming_close_ids(name, tmp_path):
     [({"num_envs": 0}, "--num-envs must be positive"), ({"total_timesteps": 100}, "smaller than one epoch")],
 )
 def test_impossible_sizes_are_refused_before_anything_is_written(name, bad, message, tmp_path):
-    """The check behind the one-line error of the test above (run in-process: a subprocess costs seconds)."""
+    """In-process (a subprocess costs seconds): the ConfigError that the command line prints as the one-line
+    error of the test above, raised before anything is written."""
     module = importlib.import_module(name)
     with pytest.raises(module.ConfigError, match=message):
         module.train(module.Args(**bad, data_dir=str(tmp_path), cuda=False))
