@@ -444,7 +444,7 @@ class Run:
         torch.set_num_threads(args.torch_threads)
         self.args, self.algo, self.line, self.script = args, algo, line, os.path.basename(__file__)
         self.device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
-        self.global_step = self.start_step = self.ckpt["global_step"] if self.ckpt else 0
+        self.global_step = self.ckpt["global_step"] if self.ckpt else 0
         self.total_steps = args.total_timesteps // args.steps_per_epoch * args.steps_per_epoch  # whole epochs only
         self.saved_step, self.episodes, self.recent = self.global_step if self.ckpt else None, 0, []
         self.ep_rets, self.ep_lens = [], []  # of the episodes ended in this epoch
@@ -502,7 +502,7 @@ class Run:
         for s in (signal.SIGINT, signal.SIGTERM):  # restored on exit
             self.stack.callback(signal.signal, s, signal.signal(s, self.on_signal))
         self.bar = self.stack.enter_context(tqdm(total=self.total_steps, initial=self.global_step, unit="step"))
-        self.start_time = time.time()
+        self.start_time = time.time() - (self.ckpt or {}).get("time", 0.0)  # a resumed run: its clock goes on
         return self
 
     def on_signal(self, signum, frame) -> None:
@@ -545,7 +545,7 @@ class Run:
         row = {"global_step": self.global_step, "epoch": self.global_step // self.args.steps_per_epoch}
         row |= {"episodes": self.episodes, "episodic_return": rets, "episodic_length": lens}
         row |= {"eval_episodic_return": float(np.mean(self.test_ret)), "eval_episodic_length": float(np.mean(test_len))}
-        row |= {**stats, "time": elapsed, "SPS": int((self.global_step - self.start_step) / elapsed)}
+        row |= {**stats, "time": elapsed, "SPS": int(self.global_step / elapsed)}
         for key, value in row.items():
             if key in self.TB_KEYS or key in stats:
                 self.writer.add_scalar(self.TB_KEYS.get(key, f"losses/{key}"), value, self.global_step)
@@ -564,7 +564,7 @@ class Run:
             rng["cuda"] = torch.cuda.get_rng_state()
         resumes = self.ckpt["resumes"] + [self.ckpt["global_step"]] if self.ckpt else []
         ckpt |= {"algo": self.algo, "epoch": self.global_step // self.args.steps_per_epoch, "resumes": resumes}
-        ckpt |= {"global_step": self.global_step, "rng": rng, **self.extra}
+        ckpt |= {"global_step": self.global_step, "rng": rng, "time": time.time() - self.start_time, **self.extra}
         path = os.path.join(self.run_dir, "")
         torch.save(ckpt, path + "checkpoint.tmp")
         os.replace(path + "checkpoint.tmp", path + "checkpoint.pt")
@@ -579,7 +579,7 @@ class Run:
 
     def metrics(self) -> dict:
         """What train() returns; episodic_return is the mean of recent_returns, the last 100 episodes' returns."""
-        sps = int((self.global_step - self.start_step) / max(time.time() - self.start_time, 1e-9))
+        sps = int(self.global_step / max(time.time() - self.start_time, 1e-9))
         metrics = {"global_step": self.global_step, "epochs": self.global_step // self.args.steps_per_epoch}
         metrics |= {"episodes": self.episodes, "episodic_return": float(np.mean(self.recent or [np.nan]))}
         metrics |= {"recent_returns": self.recent, "eval_episodic_return": float(np.mean(self.test_ret))}

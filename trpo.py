@@ -571,7 +571,7 @@ class Run:
         self.args, self.device = args, torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
         self.epoch = self.ckpt["epoch"] if self.ckpt else 0
         self.num_epochs = args.total_timesteps // args.steps_per_epoch
-        self.global_step = self.start_step = self.epoch * args.steps_per_epoch
+        self.global_step = self.epoch * args.steps_per_epoch
         self.saved_step = self.ckpt["global_step"] if self.ckpt else None
         self.episodes, self.ended, self.recent, self.stop = 0, [], [], False
         self.run_dir = args.resume or f"{args.data_dir}/{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
@@ -629,7 +629,7 @@ class Run:
             self.stack.callback(signal.signal, s, signal.signal(s, self.on_signal))
         total, disable = self.num_epochs * self.args.steps_per_epoch, None if self.rank == 0 else True
         self.bar = self.stack.enter_context(tqdm(total=total, initial=self.global_step, unit="step", disable=disable))
-        self.start_time = time.time()
+        self.start_time = time.time() - (self.ckpt or {}).get("time", 0.0)  # a resumed run: its clock goes on
         return self
 
     def on_signal(self, signum, frame) -> None:
@@ -674,8 +674,7 @@ class Run:
         self.epoch, elapsed = self.epoch + 1, time.time() - self.start_time
         row = {"global_step": self.global_step, "epoch": self.epoch, "episodes": self.episodes}
         row |= {"episodic_return": np.mean(rets), "episodic_return_min": min(rets), "episodic_return_max": max(rets)}
-        row |= {"episodic_length": np.mean(lens), **stats, "time": elapsed}
-        row["SPS"] = int((self.global_step - self.start_step) / elapsed)
+        row |= {"episodic_length": np.mean(lens), **stats, "time": elapsed, "SPS": int(self.global_step / elapsed)}
         if self.rank == 0:
             for key, value in {**stats, "SPS": row["SPS"]}.items():
                 tag = f"charts/{key}" if key in ("SPS", "learning_rate") else f"losses/{key}"
@@ -695,6 +694,7 @@ class Run:
         resumes = self.ckpt["resumes"] + [self.ckpt["global_step"]] if self.ckpt else []
         ckpt |= {"algo": self.algo, "epoch": self.epoch, "global_step": self.saved_step, "resumes": resumes}
         ckpt |= {"rng": {"python": random.getstate(), "torch": torch.get_rng_state()}, "world": self.world}
+        ckpt["time"] = time.time() - self.start_time  # seconds of running, summed over the sessions
         torch.save(ckpt, path + "checkpoint.tmp")
         os.replace(path + "checkpoint.tmp", path + "checkpoint.pt")
         batch = torch.export.Dim("batch", min=1)  # any number of observations
@@ -708,7 +708,7 @@ class Run:
     def metrics(self) -> dict:
         """What train() returns; episodic_return is the mean of recent_returns, the last 100 episodes' returns."""
         end_step = self.epoch * self.args.steps_per_epoch
-        sps = int((end_step - self.start_step) / max(time.time() - self.start_time, 1e-9))
+        sps = int(end_step / max(time.time() - self.start_time, 1e-9))
         metrics = {"global_step": end_step, "epochs": self.epoch, "episodes": self.episodes, "run_dir": self.run_dir}
         metrics["episodic_return"] = float(np.mean(self.recent)) if self.recent else float("nan")
         return {**metrics, "recent_returns": self.recent, "interrupted": self.stop, "SPS": sps}

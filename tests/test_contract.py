@@ -81,7 +81,8 @@ def test_same_seed_same_metrics_other_seed_differs(name, tmp_path):
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_a_lone_copy_runs_stops_on_ctrl_c_and_resumes(name, tmp_path):
     """The script copied alone into an empty folder runs there (into ./runs); a Ctrl-C after two epochs saves a
-    checkpoint and exits 130; --resume finishes the run in the same directory."""
+    checkpoint and exits 130; --resume finishes the run in the same directory, its time
+    column going on from the checkpoint's."""
     shutil.copy(os.path.join(ROOT, f"{name}.py"), tmp_path)
     total = 10 * SCRIPTS[name]["steps_per_epoch"]
     flags = cli_flags({**SCRIPTS[name], "total_timesteps": total, "save_every": 1000})
@@ -109,9 +110,11 @@ def test_a_lone_copy_runs_stops_on_ctrl_c_and_resumes(name, tmp_path):
     assert 0 < stopped < total
     resumed = run_script(f"{name}.py", "--resume", run_dir, "--no-cuda", cwd=str(tmp_path))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert torch.load(os.path.join(run_dir, "checkpoint.pt"), weights_only=True)["global_step"] == total
-    steps = [int(r["global_step"]) for r in csv.DictReader(open(os.path.join(run_dir, "progress.csv")))]
-    assert steps == sorted(set(steps)) and steps[-1] == total
+    final = torch.load(os.path.join(run_dir, "checkpoint.pt"), weights_only=True)
+    rows = list(csv.DictReader(open(os.path.join(run_dir, "progress.csv"))))
+    steps, times = [int(r["global_step"]) for r in rows], [float(r["time"]) for r in rows]
+    assert steps == sorted(set(steps)) and steps[-1] == total == final["global_step"]
+    assert times == sorted(times) and final["time"] >= times[-1]  # the clock goes on over the resume
     assert sorted(os.listdir(tmp_path)) == sorted([f"{name}.py", "runs"]) and len(os.listdir(tmp_path / "runs")) == 1
 
 
