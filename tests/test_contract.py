@@ -81,8 +81,8 @@ def test_same_seed_same_metrics_other_seed_differs(name, tmp_path):
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_a_lone_copy_runs_stops_on_ctrl_c_and_resumes(name, tmp_path):
     """The script copied alone into an empty folder runs there (into ./runs); a Ctrl-C after two epochs saves a
-    checkpoint and exits 130; --resume finishes the run in the same directory, its time
-    column going on from the checkpoint's."""
+    checkpoint and exits 130; --resume finishes the run in the same directory, the
+    time column going on from the checkpoint's."""
     shutil.copy(os.path.join(ROOT, f"{name}.py"), tmp_path)
     total = 10 * SCRIPTS[name]["steps_per_epoch"]
     flags = cli_flags({**SCRIPTS[name], "total_timesteps": total, "save_every": 1000})
