@@ -446,7 +446,8 @@ class Run:
         self.device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
         self.global_step = self.ckpt["global_step"] if self.ckpt else 0
         self.total_steps = args.total_timesteps // args.steps_per_epoch * args.steps_per_epoch  # whole epochs only
-        self.saved_step, self.episodes, self.recent = self.global_step if self.ckpt else None, 0, []
+        self.saved_step = self.global_step if self.ckpt else None
+        self.episodes, self.recent = (self.ckpt or {}).get("episodes", 0), (self.ckpt or {}).get("recent", [])
         self.ep_rets, self.ep_lens = [], []  # of the episodes ended in this epoch
         self.stop, self.extra, self.test_ret = False, {}, np.full(1, np.nan)
         self.run_dir = args.resume or f"{args.data_dir}/{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
@@ -565,6 +566,7 @@ class Run:
         resumes = self.ckpt["resumes"] + [self.ckpt["global_step"]] if self.ckpt else []
         ckpt |= {"algo": self.algo, "epoch": self.global_step // self.args.steps_per_epoch, "resumes": resumes}
         ckpt |= {"global_step": self.global_step, "rng": rng, "time": time.time() - self.start_time, **self.extra}
+        ckpt |= {"episodes": self.episodes, "recent": self.recent}  # the counts go on over a resume
         path = os.path.join(self.run_dir, "")
         torch.save(ckpt, path + "checkpoint.tmp")
         os.replace(path + "checkpoint.tmp", path + "checkpoint.pt")

@@ -572,8 +572,8 @@ class Run:
         self.epoch = self.ckpt["epoch"] if self.ckpt else 0
         self.num_epochs = args.total_timesteps // args.steps_per_epoch
         self.global_step = self.epoch * args.steps_per_epoch
-        self.saved_step = self.ckpt["global_step"] if self.ckpt else None
-        self.episodes, self.ended, self.recent, self.stop = 0, [], [], False
+        self.saved_step, self.ended, self.stop = self.ckpt["global_step"] if self.ckpt else None, [], False
+        self.episodes, self.recent = (self.ckpt or {}).get("episodes", 0), (self.ckpt or {}).get("recent", [])
         self.run_dir = args.resume or f"{args.data_dir}/{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
         while self.ckpt is None and os.path.exists(self.run_dir):  # two runs started in the same second
             self.run_dir += "_"
@@ -694,7 +694,7 @@ class Run:
         resumes = self.ckpt["resumes"] + [self.ckpt["global_step"]] if self.ckpt else []
         ckpt |= {"algo": self.algo, "epoch": self.epoch, "global_step": self.saved_step, "resumes": resumes}
         ckpt |= {"rng": {"python": random.getstate(), "torch": torch.get_rng_state()}, "world": self.world}
-        ckpt["time"] = time.time() - self.start_time  # seconds of running, summed over the sessions
+        ckpt |= {"time": time.time() - self.start_time, "episodes": self.episodes, "recent": self.recent}  # resume
         torch.save(ckpt, path + "checkpoint.tmp")
         os.replace(path + "checkpoint.tmp", path + "checkpoint.pt")
         batch = torch.export.Dim("batch", min=1)  # any number of observations

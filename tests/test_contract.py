@@ -119,6 +119,8 @@ def test_a_lone_copy_runs_stops_on_ctrl_c_and_resumes(name, tmp_path):
     steps, times = [int(r["global_step"]) for r in rows], [float(r["time"]) for r in rows]
     assert steps == sorted(set(steps)) and steps[-1] == total == final["global_step"]
     assert times == sorted(times) and final["time"] >= times[-1]  # the clock goes on over the resume
+    episodes = [int(r["episodes"]) for r in rows]  # and so does the episode count
+    assert 0 < episodes[0] and episodes == sorted(episodes) and final["episodes"] == episodes[-1], episodes
     assert sorted(os.listdir(tmp_path)) == sorted([f"{name}.py", "runs"]) and len(os.listdir(tmp_path / "runs")) == 1
 
 
